@@ -1,0 +1,38 @@
+# vhg-worker: a Celery worker in Go for the VHG adaptation pipeline.
+export PATH := /usr/local/go/bin:$(PATH)
+
+BIN        := bin/vhg-worker
+GO_TEST    := go test -race -count=1 -timeout 30m
+ARGS       ?=
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: setup
+setup: ## install ffmpeg, RabbitMQ, Redis and Python Celery if missing; start the services
+	@.ci/setup
+
+.PHONY: build
+build: ## build bin/vhg-worker
+	go build -o $(BIN) ./cmd/vhg-worker
+
+.PHONY: run
+run: setup build ## run a worker on the default broker (ARGS="-c 2 ..." adds flags)
+	$(BIN) worker $(ARGS)
+
+.PHONY: test
+test: setup ## run every test (unit, integration, interop with Python Celery) with -race
+	gofmt -l . | tee /dev/stderr | (! read)
+	go vet ./...
+	$(GO_TEST) ./...
+
+.PHONY: bench
+bench: setup build ## throughput, CPU and memory of Go vs Python workers
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+
+.PHONY: fuzz
+fuzz: ## fuzz the protocol decoder for a minute
+	go test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol

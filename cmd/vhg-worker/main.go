@@ -1,0 +1,40 @@
+// Command vhg-worker is a Celery worker in Go for the VHG adaptation
+// pipeline. See README.md for set-up and usage.
+//
+//	vhg-worker worker [-b BROKER_URL] [--result-backend URL] [-Q q1,q2] [-c N] ...
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+const usage = `vhg-worker: a Celery worker in Go for the VHG adaptation pipeline
+
+Usage:
+  vhg-worker worker [flags]          consume tasks from a Celery broker
+  vhg-worker help                    show this help
+
+Run "vhg-worker worker -h" for the flags of a command.
+`
+
+func run(args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "worker":
+		return runWorker(args[1:])
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "vhg-worker: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

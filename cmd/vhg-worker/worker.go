@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/worker"
+	"github.com/vhg/vhg-worker/worker/rabbitmq"
+	"github.com/vhg/vhg-worker/worker/redis"
+)
+
+// workerFlags are the command-line settings of "vhg-worker worker", with
+// Celery's names and environment fallbacks.
+type workerFlags struct {
+	broker             string
+	resultBackend      string
+	queues             string
+	concurrency        int
+	prefetchMultiplier int
+	nodeName           string
+	logLevel           string
+	taskEvents         bool
+	shutdownTimeout    time.Duration
+}
+
+func parseWorkerFlags(args []string) (workerFlags, error) {
+	var f workerFlags
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.StringVar(&f.broker, "b", envOr("CELERY_BROKER_URL", rabbitmq.DefaultURL), "broker URL (env CELERY_BROKER_URL)")
+	fs.StringVar(&f.broker, "broker", envOr("CELERY_BROKER_URL", rabbitmq.DefaultURL), "same as -b")
+	fs.StringVar(&f.resultBackend, "result-backend", envOr("CELERY_RESULT_BACKEND", "amqp://"),
+		"result backend: redis://host:port/db, rpc://, amqp:// (legacy per-task queues on the broker), or disabled (env CELERY_RESULT_BACKEND)")
+	fs.StringVar(&f.queues, "Q", "celery", "comma-separated queues to consume")
+	fs.StringVar(&f.queues, "queues", "celery", "same as -Q")
+	fs.IntVar(&f.concurrency, "c", runtime.NumCPU(), "number of tasks run at once")
+	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "same as -c")
+	fs.IntVar(&f.prefetchMultiplier, "prefetch-multiplier", 4, "prefetch count = concurrency x this")
+	fs.StringVar(&f.nodeName, "n", "celery@%h", "node name; %h is the host name")
+	fs.StringVar(&f.nodeName, "hostname", "celery@%h", "same as -n")
+	fs.StringVar(&f.logLevel, "l", "info", "log level: debug, info, warning, error")
+	fs.StringVar(&f.logLevel, "loglevel", "info", "same as -l")
+	fs.BoolVar(&f.taskEvents, "E", false, "send task events (for Flower)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a first SIGTERM/SIGINT waits for running tasks")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		return f, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, nil
+}
+
+func envOr(key, fallback string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return fallback
+}
+
+func newLogger(level string) (*logrus.Logger, error) {
+	log := logrus.New()
+	log.SetOutput(os.Stderr)
+	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
+	if level == "warn" {
+		level = "warning"
+	}
+	lvl, err := logrus.ParseLevel(strings.ToLower(level))
+	if err != nil {
+		return nil, fmt.Errorf("bad log level %q", level)
+	}
+	log.SetLevel(lvl)
+	return log, nil
+}
+
+func nodeName(pattern string) string {
+	host, _ := os.Hostname()
+	return strings.ReplaceAll(pattern, "%h", host)
+}
+
+func runWorker(args []string) int {
+	f, err := parseWorkerFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
+		return 2
+	}
+
+	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: f.broker, Log: log})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker: cannot reach the broker at %s: %v\n"+
+			"  start RabbitMQ (rabbitmq-server -detached, or make services) or pass -b amqp://user:pass@host:5672//\n",
+			rabbitmq.Redact(f.broker), errors.Unwrap(err))
+		return 1
+	}
+	defer broker.Close()
+
+	backend, closeBackend, err := openBackend(f.resultBackend, broker)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
+		return 1
+	}
+	defer closeBackend()
+
+	mux := worker.NewServeMux()
+	registerTasks(mux)
+
+	srv := worker.NewServer(worker.Config{
+		Queues:             splitList(f.queues),
+		Concurrency:        f.concurrency,
+		PrefetchMultiplier: f.prefetchMultiplier,
+		NodeName:           nodeName(f.nodeName),
+		ShutdownTimeout:    f.shutdownTimeout,
+	}, broker, backend, mux, log)
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	go func() {
+		sig, ok := <-signals
+		if !ok {
+			return
+		}
+		log.WithField("signal", sig).Warn("warm shutdown: finishing running tasks (send again to stop now)")
+		stop()
+		if sig, ok = <-signals; ok {
+			log.WithField("signal", sig).Warn("cold shutdown: cancelling running tasks")
+			srv.StopNow()
+		}
+	}()
+	connLost := broker.NotifyClose()
+	go func() {
+		if err, ok := <-connLost; ok && err != nil {
+			log.WithError(err).Error("broker connection lost")
+			stop()
+		}
+	}()
+
+	if err := srv.Run(ctx); err != nil {
+		log.WithError(err).Error("worker stopped with an error")
+		return 1
+	}
+	return 0
+}
+
+// openBackend opens the result backend named by a Celery URL.
+func openBackend(raw string, broker *rabbitmq.Broker) (worker.Backend, func(), error) {
+	scheme, _, _ := strings.Cut(raw, "://")
+	switch strings.ToLower(scheme) {
+	case "redis":
+		b, err := redis.New(context.Background(), redis.Config{URL: raw})
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot reach the result backend: %w\n"+
+				"  start Redis (redis-server --daemonize yes) or choose another --result-backend", err)
+		}
+		return b, func() { b.Close() }, nil
+	case "rpc":
+		return broker.RPCBackend(), func() {}, nil
+	case "amqp", "pyamqp", "":
+		// The legacy backend lives on the broker connection, as in the
+		// original deployment.
+		return broker.AMQPBackend(0), func() {}, nil
+	case "disabled", "none":
+		return nil, func() {}, nil
+	default:
+		return nil, nil, fmt.Errorf("unsupported result backend %q (use redis://, rpc:// or amqp://)", raw)
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

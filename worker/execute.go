@@ -1,0 +1,256 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/protocol"
+)
+
+// softTimeLimitError is the cancellation cause at a soft time limit.
+type softTimeLimitError struct{ limit time.Duration }
+
+func (e softTimeLimitError) Error() string {
+	return fmt.Sprintf("worker: soft time limit (%s) exceeded", e.limit)
+}
+
+// hardTimeLimitError is the cancellation cause at a hard time limit.
+type hardTimeLimitError struct{ limit time.Duration }
+
+func (e hardTimeLimitError) Error() string {
+	return fmt.Sprintf("worker: hard time limit (%s) exceeded", e.limit)
+}
+
+// execute runs one request and settles its message, following Celery's
+// acknowledgement rules (reference §2.3) in one place:
+//
+//   - acks_late off: ack when execution starts.
+//   - acks_late on: ack after the outcome is stored, whatever it is, except
+//     a RejectError (reject as asked) and a hard stop before the task
+//     finished (requeue, so another worker runs it).
+func (s *Server) execute(r *request) {
+	log := r.log
+	if !r.config.AcksLate {
+		r.ack(log)
+	}
+	ctx, cancel := context.WithCancelCause(s.hardCtx)
+	defer cancel(nil)
+	s.track(r.msg.ID, cancel)
+	defer s.untrack(r.msg.ID)
+
+	if r.config.TrackStarted && !r.ignoreResult() {
+		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateStarted,
+			Result: map[string]any{"pid": os.Getpid(), "hostname": s.cfg.NodeName}})
+	}
+
+	hard, soft := r.timeLimits()
+	runCtx := ctx
+	if soft > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithDeadlineCause(runCtx, time.Now().Add(soft), softTimeLimitError{soft})
+		defer stop()
+	}
+	if hard > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithDeadlineCause(runCtx, time.Now().Add(hard), hardTimeLimitError{hard})
+		defer stop()
+	}
+
+	start := time.Now()
+	task := &Task{Msg: r.msg, Log: log, Delivery: r.delivery.Info(), config: r.config, server: s}
+	log.Info("task started")
+	result, err := s.call(runCtx, r.handler, task)
+	runtime := time.Since(start)
+
+	// A cancellation cause turns whatever the handler returned into the
+	// matching Celery failure.
+	switch cause := context.Cause(runCtx); {
+	case cause == nil:
+	case errors.As(cause, new(hardTimeLimitError)):
+		err = &timeLimitFailure{exc: timeLimitExceeded(hard), err: cause}
+	case errors.As(cause, new(softTimeLimitError)) && err != nil:
+		err = &timeLimitFailure{exc: softTimeLimitExceeded(), err: cause}
+	case errors.Is(cause, ErrShutdown) && err != nil:
+		// Cut short by a hard stop: give the message back.
+		log.WithError(err).Warn("task cancelled by shutdown; requeueing it")
+		r.requeue(log)
+		return
+	case errors.Is(cause, ErrRevoked):
+		err = errTerminated
+	}
+
+	log = log.WithField("runtime", runtime.Round(time.Microsecond))
+	switch {
+	case err == nil:
+		s.onSuccess(ctx, r, result, log)
+	case errors.Is(err, ErrIgnore):
+		log.Info("task ignored")
+	default:
+		var retry *RetryError
+		var reject *RejectError
+		switch {
+		case errors.As(err, &retry):
+			s.onRetry(ctx, r, retry, log)
+		case errors.As(err, &reject):
+			log.WithError(reject.Cause).WithField("requeue", reject.Requeue).Warn("task rejected")
+			if !reject.Requeue {
+				s.onFailure(ctx, r, err, log)
+			}
+			r.reject(log, reject.Requeue)
+			return
+		default:
+			s.onFailure(ctx, r, err, log)
+		}
+	}
+	r.ack(log)
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *Server) call(ctx context.Context, h Handler, t *Task) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t.Log.WithField("stack", string(debug.Stack())).Error("task panicked")
+			err = &TaskError{Module: "builtins", Type: "RuntimeError", Args: []any{fmt.Sprintf("panic: %v", p)}}
+		}
+	}()
+	return h.ServeTask(ctx, t)
+}
+
+func (r *request) ignoreResult() bool { return r.msg.IgnoreResult || r.config.IgnoreResult }
+
+// timeLimits returns the [hard, soft] limits: the message's, else the task's.
+func (r *request) timeLimits() (hard, soft time.Duration) {
+	hard, soft = r.msg.TimeLimit.Hard, r.msg.TimeLimit.Soft
+	if hard == 0 {
+		hard = r.config.TimeLimit
+	}
+	if soft == 0 {
+		soft = r.config.SoftTimeLimit
+	}
+	return hard, soft
+}
+
+func (s *Server) track(id string, cancel context.CancelCauseFunc) {
+	s.mu.Lock()
+	s.running[id] = cancel
+	s.mu.Unlock()
+}
+
+func (s *Server) untrack(id string) {
+	s.mu.Lock()
+	delete(s.running, id)
+	s.mu.Unlock()
+}
+
+// Terminate cancels a running task with ErrRevoked (revoke --terminate).
+// It reports whether the task was running here.
+func (s *Server) Terminate(id string) bool {
+	s.mu.Lock()
+	cancel, ok := s.running[id]
+	s.mu.Unlock()
+	if ok {
+		cancel(ErrRevoked)
+	}
+	return ok
+}
+
+type timeLimitFailure struct {
+	exc protocol.ExceptionInfo
+	err error
+}
+
+func (e *timeLimitFailure) Error() string { return e.err.Error() }
+func (e *timeLimitFailure) Unwrap() error { return e.err }
+
+// errTerminated is the outcome of a task cancelled by revoke --terminate.
+var errTerminated = errors.New("worker: task terminated by revoke")
+
+func (s *Server) onSuccess(ctx context.Context, r *request, result any, log logrus.FieldLogger) {
+	children, err := s.client.afterSuccess(ctx, r.msg, result)
+	if err != nil {
+		// The task ran, but the workflow cannot go on: say so loudly and
+		// store FAILURE so nobody waits for the next step forever.
+		log.WithError(err).Error("task succeeded but applying its callbacks/chain failed")
+		s.onFailure(ctx, r, fmt.Errorf("applying the next step: %w", err), log)
+		return
+	}
+	if !r.ignoreResult() {
+		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateSuccess, Result: result, Children: children})
+	}
+	log.Info("task succeeded")
+	s.client.chordPartReturn(ctx, r.msg, protocol.StateSuccess, result)
+}
+
+func (s *Server) onFailure(ctx context.Context, r *request, err error, log logrus.FieldLogger) {
+	var exc protocol.ExceptionInfo
+	var tlf *timeLimitFailure
+	switch {
+	case errors.As(err, &tlf):
+		exc = tlf.exc
+	case errors.Is(err, errTerminated):
+		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: taskRevoked("terminated")})
+		log.Warn("task terminated")
+		s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, taskRevoked("terminated"))
+		return
+	default:
+		exc = exceptionFor(err)
+	}
+	tb := traceback(r.msg.Task, r.msg.ID, exc, err)
+	log.WithError(err).Error("task failed")
+	if !r.ignoreResult() {
+		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
+	}
+	s.client.afterFailure(ctx, r.msg, exc, tb)
+}
+
+func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log logrus.FieldLogger) {
+	max := r.config.MaxRetries
+	if max == 0 {
+		max = 3
+	}
+	if max > 0 && r.msg.Retries >= max {
+		cause := retry.Cause
+		if cause == nil {
+			cause = &TaskError{Module: "celery.exceptions", Type: "MaxRetriesExceededError",
+				Args: []any{fmt.Sprintf("Can't retry %s[%s] args:%v kwargs:%v", r.msg.Task, r.msg.ID, r.msg.Args, r.msg.Kwargs)}}
+		}
+		s.onFailure(ctx, r, cause, log)
+		return
+	}
+	eta := retry.ETA
+	if eta.IsZero() {
+		eta = time.Now().Add(retry.Countdown)
+	}
+	next := *r.msg
+	next.Retries++
+	next.ETA = eta.UTC()
+	if next.ParentID == "" {
+		next.ParentID = r.msg.ID
+	}
+	// Route the retry where the message came from (Celery: the original
+	// exchange and routing key; "" exchange means the queue itself).
+	info := r.delivery.Info()
+	next.Priority = r.msg.Priority
+	if err := s.client.publish(ctx, &next, Route{Exchange: info.Exchange, RoutingKey: info.RoutingKey}); err != nil {
+		// Celery turns a failed retry publish into Reject(requeue=False).
+		log.WithError(err).Error("republishing the retry failed")
+		s.onFailure(ctx, r, fmt.Errorf("retry publish failed: %w", err), log)
+		return
+	}
+	var exc any
+	tb := ""
+	if retry.Cause != nil {
+		info := exceptionFor(retry.Cause)
+		exc = info
+		tb = traceback(r.msg.Task, r.msg.ID, protocol.ExceptionInfo{Module: "celery.exceptions", Type: "Retry", Message: []any{retry.Error()}}, retry.Cause)
+	}
+	log.WithFields(logrus.Fields{"eta": next.ETA, "cause": retry.Cause}).Info("task retry scheduled")
+	if !r.ignoreResult() {
+		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRetry, Result: exc, Traceback: tb})
+	}
+}

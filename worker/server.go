@@ -1,0 +1,330 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/protocol"
+)
+
+// Config configures a Server. Every zero value has the meaning given.
+type Config struct {
+	// Queues to consume; empty means ["celery"].
+	Queues []string
+	// Concurrency is how many tasks run at once; zero means runtime.NumCPU().
+	Concurrency int
+	// PrefetchMultiplier times Concurrency is the broker prefetch count;
+	// zero means Celery's default of 4.
+	PrefetchMultiplier int
+	// NodeName is the worker's Celery node name; empty means celery@<hostname>.
+	NodeName string
+	// ShutdownTimeout is how long a soft stop waits for running tasks before
+	// cancelling them; zero means 60 s.
+	ShutdownTimeout time.Duration
+	// Routes maps task names to queues (Celery's task_routes) for the
+	// messages this worker publishes; unlisted tasks go to DefaultQueue.
+	Routes map[string]string
+	// DefaultQueue receives published tasks with no route; empty means the
+	// first of Queues.
+	DefaultQueue string
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Queues) == 0 {
+		c.Queues = []string{"celery"}
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = runtime.NumCPU()
+	}
+	if c.PrefetchMultiplier <= 0 {
+		c.PrefetchMultiplier = 4
+	}
+	if c.NodeName == "" {
+		host, _ := os.Hostname()
+		c.NodeName = "celery@" + host
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 60 * time.Second
+	}
+	if c.DefaultQueue == "" {
+		c.DefaultQueue = c.Queues[0]
+	}
+	return c
+}
+
+// Server consumes task messages from a Broker, runs them with the handlers of
+// a ServeMux and stores their states in a Backend, the way a Celery worker
+// does.
+type Server struct {
+	cfg     Config
+	broker  Broker
+	backend Backend
+	mux     *ServeMux
+	log     logrus.FieldLogger
+	client  *Client
+
+	// hardStop cancels every running task (StopNow).
+	hardCtx  context.Context
+	hardStop context.CancelCauseFunc
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // task id -> cancel
+}
+
+// NewServer returns a Server. backend may be nil to store no results.
+func NewServer(cfg Config, broker Broker, backend Backend, mux *ServeMux, log logrus.FieldLogger) *Server {
+	cfg = cfg.withDefaults()
+	if log == nil {
+		l := logrus.New()
+		l.SetOutput(os.Stderr)
+		log = l
+	}
+	s := &Server{
+		cfg:     cfg,
+		broker:  broker,
+		backend: backend,
+		mux:     mux,
+		log:     log,
+		running: make(map[string]context.CancelCauseFunc),
+	}
+	s.client = NewClient(broker, ClientConfig{Routes: cfg.Routes, DefaultQueue: cfg.DefaultQueue, Origin: cfg.NodeName, Backend: backend, Log: log})
+	s.hardCtx, s.hardStop = context.WithCancelCause(context.Background())
+	registerBuiltins(mux)
+	return s
+}
+
+// Config returns the configuration in force, defaults filled in.
+func (s *Server) Config() Config { return s.cfg }
+
+// StopNow cancels every running task; Run then returns as soon as they have
+// returned. Use it on a second interrupt.
+func (s *Server) StopNow() { s.hardStop(ErrShutdown) }
+
+// Run consumes until ctx is done, then stops softly: it stops consuming,
+// requeues messages it holds but has not started, and waits up to
+// ShutdownTimeout for running tasks before cancelling them.
+func (s *Server) Run(ctx context.Context) error {
+	prefetch := s.cfg.Concurrency * s.cfg.PrefetchMultiplier
+	deliveries, err := s.broker.Consume(ctx, s.cfg.Queues, prefetch)
+	if err != nil {
+		return fmt.Errorf("worker: consume %v: %w", s.cfg.Queues, err)
+	}
+	s.log.WithFields(logrus.Fields{
+		"node": s.cfg.NodeName, "queues": s.cfg.Queues,
+		"concurrency": s.cfg.Concurrency, "prefetch": prefetch,
+		"tasks": len(s.mux.Names()),
+	}).Info("worker ready")
+
+	work := make(chan *request)
+	var pool sync.WaitGroup
+	for range s.cfg.Concurrency {
+		pool.Add(1)
+		go func() {
+			defer pool.Done()
+			for r := range work {
+				s.execute(r)
+			}
+		}()
+	}
+
+	var held sync.WaitGroup // messages waiting for their ETA or a free slot
+	consumeErr := s.consume(ctx, deliveries, work, &held)
+
+	held.Wait() // they see ctx done and requeue themselves
+	close(work)
+
+	drained := make(chan struct{})
+	go func() { pool.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-s.hardCtx.Done():
+		<-drained
+	case <-time.After(s.cfg.ShutdownTimeout):
+		s.log.WithField("timeout", s.cfg.ShutdownTimeout).Warn("shutdown timeout: cancelling running tasks")
+		s.hardStop(ErrShutdown)
+		<-drained
+	}
+	s.log.Info("worker stopped")
+	return consumeErr
+}
+
+// consume reads deliveries until ctx is done or the channel closes.
+func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work chan<- *request, held *sync.WaitGroup) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("worker: broker closed the delivery channel")
+			}
+			r := s.receive(ctx, d)
+			if r == nil {
+				continue
+			}
+			held.Add(1)
+			go func() {
+				defer held.Done()
+				s.hand(ctx, r, work)
+			}()
+		}
+	}
+}
+
+// hand waits for the request's ETA, then for a free slot, and gives it to
+// the pool; on stop it requeues the message instead.
+func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
+	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			r.requeue(s.log)
+			return
+		}
+		// Expiry and revocation are checked again before running.
+		if s.expired(ctx, r) {
+			return
+		}
+	}
+	select {
+	case work <- r:
+	case <-ctx.Done():
+		r.requeue(s.log)
+	}
+}
+
+// request is a received, decoded message on its way to a handler.
+type request struct {
+	delivery Delivery
+	msg      *protocol.Message
+	handler  Handler
+	config   TaskConfig
+	log      logrus.FieldLogger
+	acked    bool
+}
+
+func (r *request) ack(log logrus.FieldLogger) {
+	if r.acked {
+		return
+	}
+	r.acked = true
+	if err := r.delivery.Ack(); err != nil {
+		log.WithError(err).Error("ack failed; the broker will redeliver the message")
+	}
+}
+
+func (r *request) reject(log logrus.FieldLogger, requeue bool) {
+	if r.acked {
+		return
+	}
+	r.acked = true
+	if err := r.delivery.Reject(requeue); err != nil {
+		log.WithError(err).Error("reject failed")
+	}
+}
+
+func (r *request) requeue(log logrus.FieldLogger) { r.reject(log, true) }
+
+// receive decodes and checks a delivery. It returns nil when the message was
+// settled here (invalid, unknown, expired).
+func (s *Server) receive(ctx context.Context, d Delivery) *request {
+	env := d.Envelope()
+	msg, err := protocol.Decode(env)
+	if err != nil {
+		s.rejectInvalid(ctx, d, env, err)
+		return nil
+	}
+	log := s.log.WithFields(logrus.Fields{"task": msg.Task, "id": msg.ID, "retries": msg.Retries})
+	h, cfg, ok := s.mux.lookup(msg.Task)
+	if !ok {
+		// Celery: log, reject without requeue, store NotRegistered.
+		log.Error("received unregistered task; rejecting it (is a worker for it consuming this queue?)")
+		exc := notRegistered(msg.Task)
+		s.storeFailure(ctx, msg, exc, traceback(msg.Task, msg.ID, exc, nil))
+		if err := d.Reject(false); err != nil {
+			log.WithError(err).Error("reject failed")
+		}
+		return nil
+	}
+	r := &request{delivery: d, msg: msg, handler: h, config: cfg, log: log}
+	if s.expired(ctx, r) {
+		return nil
+	}
+	log.WithField("eta", msg.ETA).Debug("task received")
+	return r
+}
+
+// expired settles a request whose expires time has passed: REVOKED stored,
+// message acknowledged, as Celery does.
+func (s *Server) expired(ctx context.Context, r *request) bool {
+	if r.msg.Expires.IsZero() || time.Now().Before(r.msg.Expires) {
+		return false
+	}
+	r.log.WithField("expires", r.msg.Expires).Info("task expired; storing REVOKED")
+	exc := taskRevoked("expired")
+	s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
+	r.ack(r.log)
+	return true
+}
+
+// rejectInvalid drops a message that cannot be decoded. Celery rejects it
+// without a trace in the backend; we also store a FAILURE when the id is
+// known, so a client waiting on it gets an error instead of waiting forever.
+func (s *Server) rejectInvalid(ctx context.Context, d Delivery, env protocol.Envelope, err error) {
+	var de *protocol.DecodeError
+	log := s.log.WithError(err).WithField("content_type", env.ContentType)
+	if errors.As(err, &de) {
+		log = log.WithFields(logrus.Fields{"task": de.Task, "id": de.TaskID})
+		if de.TaskID != "" {
+			exc := protocol.ExceptionInfo{Module: "kombu.exceptions", Type: "DecodeError", Message: []any{err.Error()}}
+			if errors.Is(err, protocol.ErrContentDisallowed) {
+				exc = protocol.ExceptionInfo{Module: "kombu.exceptions", Type: "ContentDisallowed", Message: []any{err.Error()}}
+			}
+			msg := &protocol.Message{ID: de.TaskID, Task: de.Task, ReplyTo: env.ReplyTo, CorrelationID: env.CorrelationID}
+			s.storeFailure(ctx, msg, exc, traceback(de.Task, de.TaskID, exc, err))
+		}
+	}
+	log.Error("rejecting undecodable task message")
+	if err := d.Reject(false); err != nil {
+		s.log.WithError(err).Error("reject failed")
+	}
+}
+
+// store writes a state unless the backend is absent.
+func (s *Server) store(ctx context.Context, req *protocol.Message, meta protocol.ResultMeta) error {
+	if s.backend == nil {
+		return nil
+	}
+	if meta.Status.Ready() && meta.DateDone.IsZero() {
+		meta.DateDone = time.Now().UTC()
+	}
+	if meta.TaskID == req.ID {
+		meta.GroupID = req.Group
+		meta.ParentID = req.ParentID
+	}
+	to := ReplyRoute{ReplyTo: req.ReplyTo, CorrelationID: req.CorrelationID}
+	if to.CorrelationID == "" {
+		to.CorrelationID = req.ID
+	}
+	// Results outlive a soft stop: store them even when ctx is cancelled.
+	err := s.backend.Store(context.WithoutCancel(ctx), meta, to)
+	if err != nil {
+		s.log.WithError(err).WithFields(logrus.Fields{"id": meta.TaskID, "state": meta.Status}).Error("storing result failed")
+	}
+	return err
+}
+
+func (s *Server) storeFailure(ctx context.Context, req *protocol.Message, exc protocol.ExceptionInfo, tb string) {
+	s.store(ctx, req, protocol.ResultMeta{TaskID: req.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
+}

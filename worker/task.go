@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/protocol"
+)
+
+// Task is the request a Handler runs: the decoded message plus what the task
+// may do with the worker (update its state, retry, apply signatures).
+type Task struct {
+	// Msg is the decoded request; handlers must not modify it.
+	Msg *protocol.Message
+	// Log carries the task name, id and retries.
+	Log logrus.FieldLogger
+	// Delivery is where the message came from.
+	Delivery DeliveryInfo
+
+	config TaskConfig
+	server *Server
+}
+
+// ID returns the task id.
+func (t *Task) ID() string { return t.Msg.ID }
+
+// Name returns the registered task name.
+func (t *Task) Name() string { return t.Msg.Task }
+
+// Args returns the positional arguments.
+func (t *Task) Args() []any { return t.Msg.Args }
+
+// Kwargs returns the keyword arguments (never nil).
+func (t *Task) Kwargs() map[string]any {
+	if t.Msg.Kwargs == nil {
+		return map[string]any{}
+	}
+	return t.Msg.Kwargs
+}
+
+// RootID returns the id of the task that started the workflow.
+func (t *Task) RootID() string {
+	if t.Msg.RootID != "" {
+		return t.Msg.RootID
+	}
+	return t.Msg.ID
+}
+
+// UpdateState stores a state for taskID (the current task when empty), like
+// Celery's Task.update_state: any state name, meta stored as the result.
+func (t *Task) UpdateState(ctx context.Context, taskID string, state protocol.State, meta any) error {
+	if taskID == "" {
+		taskID = t.Msg.ID
+	}
+	return t.server.store(ctx, t.Msg, protocol.ResultMeta{TaskID: taskID, Status: state, Result: meta})
+}
+
+// Retry returns the error a handler returns to run again after countdown
+// (zero: the task's DefaultRetryDelay). cause is stored with RETRY.
+func (t *Task) Retry(cause error, countdown time.Duration) error {
+	if countdown == 0 {
+		countdown = t.config.DefaultRetryDelay
+		if countdown == 0 {
+			countdown = 180 * time.Second
+		}
+	}
+	return &RetryError{Countdown: countdown, Cause: cause}
+}
+
+// Client returns a client that applies signatures as children of this task
+// (parent_id and root_id set from it).
+func (t *Task) Client() *Client {
+	return t.server.client.child(t.Msg)
+}
+
+func (t *Task) String() string { return fmt.Sprintf("%s[%s]", t.Msg.Task, t.Msg.ID) }

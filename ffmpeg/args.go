@@ -45,7 +45,8 @@ type TranscodeOptions struct {
 	Audio bool
 
 	// Preset is the x264 speed preset; empty means DefaultPreset. Tests use
-	// "ultrafast".
+	// "ultrafast", which turns off the main profile's tools (CABAC,
+	// B-frames): the stream is then Constrained Baseline.
 	Preset string
 }
 
@@ -54,6 +55,10 @@ type TranscodeOptions struct {
 // ready to be cut by HLSArgs and DASHArgs with stream copy. Only the first
 // video stream that is not a cover picture and the first audio stream are
 // kept; the moov atom goes first (+faststart) so players can start early.
+//
+// Level 3.1, as in the original, covers up to 1280x720 at 30 frames per
+// second. A larger rendition still encodes (x264 warns) but declares a level
+// it exceeds, which strict hardware decoders may refuse.
 func TranscodeArgs(o TranscodeOptions) []string {
 	preset := o.Preset
 	if preset == "" {

@@ -219,27 +219,18 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 			step = chord
 			isLast = len(prepared) == 0
 		}
-		if step.Options.TaskID == "" && !isGroup(step) {
-			if isChord(step) {
-				_, body, err := step.ChordParts()
-				if err == nil {
-					step.Options.TaskID = body.Options.TaskID
-				}
-			}
-			if step.Options.TaskID == "" {
-				step.Options.TaskID = NewTaskID()
-			}
+		// Freezing keeps an id the client already gave; chain(task_id=x)
+		// names the last step.
+		if isLast && step.Options.TaskID == "" {
+			step.Options.TaskID = sig.Options.TaskID
 		}
-		if isGroup(step) && step.Options.TaskID == "" {
+		if step.Options.TaskID == "" {
 			step.Options.TaskID = NewTaskID()
 		}
 		if rootID != "" {
 			step.Options.RootID = rootID
 		}
 		if isLast {
-			if sig.Options.TaskID != "" {
-				step.Options.TaskID = sig.Options.TaskID
-			}
 			if o.groupID != "" {
 				step.Options.GroupID = o.groupID
 				step.Options.GroupIndex = o.groupIndex
@@ -353,11 +344,13 @@ func (c *Client) applyChord(ctx context.Context, sig protocol.Signature, args []
 	}
 	mergeArgs(&sig, args)
 	body = body.Clone()
-	if sig.Options.TaskID != "" {
-		body.Options.TaskID = sig.Options.TaskID
-	}
+	// The body keeps the id its client froze; otherwise it takes the
+	// chord's (body.freeze(task_id) in Celery).
 	if body.Options.TaskID == "" && !isChain(body) {
-		body.Options.TaskID = NewTaskID()
+		body.Options.TaskID = sig.Options.TaskID
+		if body.Options.TaskID == "" {
+			body.Options.TaskID = NewTaskID()
+		}
 	}
 	if o.chainSet {
 		body.Options.Chain, body.Options.ChainSet = o.chain, true

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -76,3 +77,17 @@ func (t *Task) Client() *Client {
 }
 
 func (t *Task) String() string { return fmt.Sprintf("%s[%s]", t.Msg.Task, t.Msg.ID) }
+
+// ErrNoResultReader is returned by Task.Result when the result backend
+// cannot read states back (rpc://, or no backend).
+var ErrNoResultReader = errors.New("worker: the result backend cannot read results")
+
+// Result reads the stored state of any task, like AsyncResult(id).state and
+// .info; a task with nothing stored reads as PENDING.
+func (t *Task) Result(ctx context.Context, taskID string) (protocol.ResultMeta, error) {
+	reader, ok := t.server.backend.(ResultReader)
+	if !ok {
+		return protocol.ResultMeta{}, ErrNoResultReader
+	}
+	return reader.Result(ctx, taskID)
+}

@@ -83,7 +83,11 @@ func parseISOTime(s string) (time.Time, error) {
 		t.Hour() != hour || t.Minute() != minute || t.Second() != second {
 		return time.Time{}, fmt.Errorf("protocol: ISO 8601 time out of range: %q", s)
 	}
-	return t.UTC().Truncate(time.Microsecond), nil
+	t = t.UTC().Truncate(time.Microsecond)
+	if t.Year() < 1 || t.Year() > 9999 {
+		return time.Time{}, fmt.Errorf("protocol: ISO 8601 time out of range in UTC: %q", s)
+	}
+	return t, nil
 }
 
 // isoParser reads an ISO 8601 string left to right. Its methods return -1

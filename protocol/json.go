@@ -461,11 +461,6 @@ type jsonEncoder struct {
 }
 
 func (e *jsonEncoder) encode(v any) error {
-	e.depth++
-	defer func() { e.depth-- }()
-	if e.depth > maxJSONDepth {
-		return fmt.Errorf("protocol: json: value nested deeper than %d (a cycle?)", maxJSONDepth)
-	}
 	switch v := v.(type) {
 	case nil:
 		e.buf.WriteString("null")
@@ -538,8 +533,24 @@ func (e *jsonEncoder) encodeMap(m map[string]any) error {
 	return e.encodeOrdered(keys, values)
 }
 
+// enter counts one more level of nesting. The limit is a little above
+// UnmarshalJSON's, so that everything it decodes can be written back even
+// when re-wrapped (a v1 message re-encoded as v2 nests its embed one level
+// deeper); it also stops cycles.
+func (e *jsonEncoder) enter() error {
+	e.depth++
+	if e.depth > maxJSONDepth+16 {
+		return fmt.Errorf("protocol: json: value nested deeper than %d (a cycle?)", maxJSONDepth+16)
+	}
+	return nil
+}
+
 // encodeOrdered writes an object with the given keys in the given order.
 func (e *jsonEncoder) encodeOrdered(keys []string, values []any) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer func() { e.depth-- }()
 	e.buf.WriteByte('{')
 	for i, k := range keys {
 		if i > 0 {
@@ -556,6 +567,10 @@ func (e *jsonEncoder) encodeOrdered(keys []string, values []any) error {
 }
 
 func (e *jsonEncoder) encodeList(n int, item func(int) any) error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer func() { e.depth-- }()
 	e.buf.WriteByte('[')
 	for i := range n {
 		if i > 0 {

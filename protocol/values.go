@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"reflect"
 	"strconv"
@@ -80,7 +81,11 @@ func timeValue(v any) (time.Time, bool, error) {
 		t, err := parseISOTime(v)
 		return t, true, err
 	case time.Time:
-		return v.UTC().Truncate(time.Microsecond), true, nil
+		t := v.UTC().Truncate(time.Microsecond)
+		if t.Year() < 1 || t.Year() > 9999 {
+			return time.Time{}, true, errors.New("protocol: time out of range")
+		}
+		return t, true, nil
 	}
 	return time.Time{}, false, nil
 }

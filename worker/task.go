@@ -41,6 +41,10 @@ func (t *Task) Kwargs() map[string]any {
 	return t.Msg.Kwargs
 }
 
+// Hostname returns the node name of the worker running the task (Celery's
+// request.hostname).
+func (t *Task) Hostname() string { return t.server.cfg.NodeName }
+
 // RootID returns the id of the task that started the workflow.
 func (t *Task) RootID() string {
 	if t.Msg.RootID != "" {

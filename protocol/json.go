@@ -445,6 +445,7 @@ func decodeDecimal(s string) (any, error) {
 // __type__ envelopes), []byte (a string when it is valid UTF-8, else a kombu
 // base64 envelope), Signature, ExceptionInfo, ResultMeta, State, and maps with
 // string keys (written with sorted keys), slices and arrays of any of these.
+// A nil map or slice is written as null, as encoding/json does.
 // Anything else (structs, json.Marshaler) goes through encoding/json.
 func MarshalJSON(v any) ([]byte, error) {
 	e := jsonEncoder{}
@@ -509,8 +510,16 @@ func (e *jsonEncoder) encode(v any) error {
 		keys, values := v.fields()
 		return e.encodeOrdered(keys, values)
 	case map[string]any:
+		if v == nil {
+			e.buf.WriteString("null")
+			return nil
+		}
 		return e.encodeMap(v)
 	case []any:
+		if v == nil {
+			e.buf.WriteString("null")
+			return nil
+		}
 		return e.encodeList(len(v), func(i int) any { return v[i] })
 	case json.Marshaler:
 		return e.encodeWithStdlib(v)

@@ -43,7 +43,9 @@ type ResultMeta struct {
 	Result    any
 	Traceback string // "" is written as null
 	// Children are result tuples as Celery writes them: [[id, parent|null], null]
-	// for a task, [[gid, null], [children...]] for a group.
+	// for a task, [[gid, null], [children...]] for a group. nil is written
+	// as null, which Python writes when it has no request; a worker storing
+	// a task's state writes []any{} (Python's []) when there are none.
 	Children []any
 	DateDone time.Time // zero is written as null
 	GroupID  string    // omitted when empty
@@ -105,7 +107,7 @@ func ParseExceptionInfo(v any) (ExceptionInfo, bool) {
 // _get_result_meta, then task_id).
 func (m ResultMeta) fields() ([]string, []any) {
 	keys := []string{"status", "result", "traceback", "children", "date_done"}
-	values := []any{string(m.Status), m.Result, nullIfEmpty(m.Traceback), m.childrenList(), nil}
+	values := []any{string(m.Status), m.Result, nullIfEmpty(m.Traceback), m.Children, nil}
 	if !m.DateDone.IsZero() {
 		values[4] = formatISOTime(m.DateDone)
 	}
@@ -118,12 +120,6 @@ func (m ResultMeta) fields() ([]string, []any) {
 	return append(keys, "task_id"), append(values, m.TaskID)
 }
 
-func (m ResultMeta) childrenList() []any {
-	if m.Children == nil {
-		return []any{}
-	}
-	return m.Children
-}
 
 // JSON returns the meta as the Redis (and any key-value) backend stores it:
 // {"status", "result", "traceback", "children", "date_done", "group_id",
@@ -141,16 +137,17 @@ func (m ResultMeta) MessageJSON() ([]byte, error) {
 	e := jsonEncoder{}
 	err := e.encodeOrdered(
 		[]string{"task_id", "status", "result", "traceback", "children"},
-		[]any{m.TaskID, string(m.Status), m.Result, nullIfEmpty(m.Traceback), m.childrenList()})
+		[]any{m.TaskID, string(m.Status), m.Result, nullIfEmpty(m.Traceback), m.Children})
 	if err != nil {
 		return nil, err
 	}
 	return e.buf.Bytes(), nil
 }
 
-// ParseResultMeta reads either form (JSON or MessageJSON). Result is kept as
-// decoded; use ParseExceptionInfo on it for FAILURE, RETRY and REVOKED. The
-// extended-result keys (name, args, ...) are ignored.
+// ParseResultMeta reads either form (JSON or MessageJSON). For FAILURE,
+// RETRY and REVOKED a well-formed exception dict becomes an ExceptionInfo;
+// any other Result is kept as decoded (ParseExceptionInfo reads the rest).
+// The extended-result keys (name, args, ...) are ignored.
 func ParseResultMeta(data []byte) (ResultMeta, error) {
 	v, err := UnmarshalJSON(data)
 	if err != nil {
@@ -178,6 +175,15 @@ func ParseResultMeta(data []byte) (ResultMeta, error) {
 	}
 	m.Status = State(status)
 	m.Result = obj["result"]
+	if m.Status == StateFailure || m.Status == StateRetry || m.Status == StateRevoked {
+		// An exception dict becomes an ExceptionInfo, which JSON writes back
+		// in Celery's key order; only when nothing would be lost.
+		if e, ok := ParseExceptionInfo(m.Result); ok && len(m.Result.(map[string]any)) == 3 {
+			if _, isList := m.Result.(map[string]any)["exc_message"].([]any); isList {
+				m.Result = e
+			}
+		}
+	}
 	switch c := obj["children"].(type) {
 	case nil:
 	case []any:

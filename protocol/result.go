@@ -120,7 +120,6 @@ func (m ResultMeta) fields() ([]string, []any) {
 	return append(keys, "task_id"), append(values, m.TaskID)
 }
 
-
 // JSON returns the meta as the Redis (and any key-value) backend stores it:
 // {"status", "result", "traceback", "children", "date_done", "group_id",
 // "parent_id", "task_id"} in that order, group_id and parent_id only when

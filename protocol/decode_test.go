@@ -121,7 +121,7 @@ func TestDecodeHeaderTypes(t *testing.T) {
 		Lang: "py", ETA: eta, Expires: eta.Add(time.Hour), Group: "g", GroupIndex: &three, Retries: 2,
 		TimeLimit: TimeLimit{Hard: 30 * time.Second, Soft: 1500 * time.Millisecond}, RootID: "r",
 		ArgsRepr: "(2, 2)", KwargsRepr: "{}", Origin: "gen1@host", IgnoreResult: true, ReplacedTaskNesting: 1,
-		ExtraHeaders: map[string]any{"x-table": map[string]any{"n": int64(7)}, "x-bytes": []byte("b"), "x-float": 0.25},
+		ExtraHeaders:  map[string]any{"x-table": map[string]any{"n": int64(7)}, "x-bytes": []byte("b"), "x-float": 0.25},
 		CorrelationID: "id1", ReplyTo: "reply", Priority: 4,
 	}
 	if !reflect.DeepEqual(m, want) {

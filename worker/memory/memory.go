@@ -19,9 +19,16 @@ import (
 // key. Published messages are also recorded for inspection.
 type Broker struct {
 	mu        sync.Mutex
-	queues    map[string][]protocol.Envelope
+	queues    map[string][]queued
 	wake      chan struct{}
 	published []Published
+}
+
+// queued is a message waiting in a queue; redelivered is set when a
+// consumer rejected it with requeue, as AMQP's redelivered flag.
+type queued struct {
+	env         protocol.Envelope
+	redelivered bool
 }
 
 // Published is one message as it was published.
@@ -34,14 +41,14 @@ var _ worker.Broker = (*Broker)(nil)
 
 // NewBroker returns an empty Broker.
 func NewBroker() *Broker {
-	return &Broker{queues: make(map[string][]protocol.Envelope), wake: make(chan struct{})}
+	return &Broker{queues: make(map[string][]queued), wake: make(chan struct{})}
 }
 
 // Publish implements worker.Broker.
 func (b *Broker) Publish(_ context.Context, to worker.Route, env protocol.Envelope) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.queues[to.RoutingKey] = append(b.queues[to.RoutingKey], env)
+	b.queues[to.RoutingKey] = append(b.queues[to.RoutingKey], queued{env: env})
 	b.published = append(b.published, Published{Route: to, Envelope: env})
 	close(b.wake)
 	b.wake = make(chan struct{})
@@ -64,7 +71,7 @@ func (b *Broker) Len(queue string) int {
 
 // pop takes the first waiting message of any of the queues, or returns a
 // channel closed at the next publish.
-func (b *Broker) pop(queues []string) (protocol.Envelope, string, bool, <-chan struct{}) {
+func (b *Broker) pop(queues []string) (queued, string, bool, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, q := range queues {
@@ -73,7 +80,7 @@ func (b *Broker) pop(queues []string) (protocol.Envelope, string, bool, <-chan s
 			return msgs[0], q, true, nil
 		}
 	}
-	return protocol.Envelope{}, "", false, b.wake
+	return queued{}, "", false, b.wake
 }
 
 // Consume implements worker.Broker. prefetch bounds the unsettled
@@ -93,13 +100,13 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 				return
 			}
 			var (
-				env   protocol.Envelope
+				msg   queued
 				queue string
 			)
 			for {
 				var ok bool
 				var wake <-chan struct{}
-				env, queue, ok, wake = b.pop(queues)
+				msg, queue, ok, wake = b.pop(queues)
 				if ok {
 					break
 				}
@@ -109,7 +116,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 					return
 				}
 			}
-			d := &delivery{broker: b, env: env, queue: queue, credit: credit}
+			d := &delivery{broker: b, env: msg.env, queue: queue, credit: credit, redelivered: msg.redelivered}
 			select {
 			case out <- d:
 			case <-ctx.Done():
@@ -162,7 +169,7 @@ func (d *delivery) Reject(requeue bool) error {
 	if requeue {
 		b := d.broker
 		b.mu.Lock()
-		b.queues[d.queue] = append([]protocol.Envelope{d.env}, b.queues[d.queue]...)
+		b.queues[d.queue] = append([]queued{{env: d.env, redelivered: true}}, b.queues[d.queue]...)
 		close(b.wake)
 		b.wake = make(chan struct{})
 		b.mu.Unlock()

@@ -110,6 +110,11 @@ func (s *Server) StopNow() { s.hardStop(ErrShutdown) }
 // requeues messages it holds but has not started, and waits up to
 // ShutdownTimeout for running tasks before cancelling them.
 func (s *Server) Run(ctx context.Context) error {
+	// A hard stop also ends consuming; otherwise the requeued messages of
+	// the cancelled tasks would be redelivered and cancelled again forever.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(s.hardCtx, cancel)()
 	prefetch := s.cfg.Concurrency * s.cfg.PrefetchMultiplier
 	deliveries, err := s.broker.Consume(ctx, s.cfg.Queues, prefetch)
 	if err != nil {

@@ -678,6 +678,9 @@ func (c *Client) storeState(ctx context.Context, req *protocol.Message, meta pro
 	if meta.Status.Ready() && meta.DateDone.IsZero() {
 		meta.DateDone = time.Now().UTC()
 	}
+	if meta.Children == nil {
+		meta.Children = []any{}
+	}
 	to := ReplyRoute{ReplyTo: req.ReplyTo, CorrelationID: req.CorrelationID}
 	if err := c.cfg.Backend.Store(context.WithoutCancel(ctx), meta, to); err != nil {
 		c.logError(err, "storing state failed")

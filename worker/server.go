@@ -314,6 +314,9 @@ func (s *Server) store(ctx context.Context, req *protocol.Message, meta protocol
 	if meta.Status.Ready() && meta.DateDone.IsZero() {
 		meta.DateDone = time.Now().UTC()
 	}
+	if meta.Children == nil {
+		meta.Children = []any{} // what a Python worker writes
+	}
 	if meta.TaskID == req.ID {
 		meta.GroupID = req.Group
 		meta.ParentID = req.ParentID

@@ -1,0 +1,101 @@
+package tasks
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// Every output appears under its final name in one rename, so that a step
+// that crashes or runs twice (acks_late redelivers it) never leaves a half
+// written file where a later step or a player reads it.
+
+// writeFileAtomic writes data to a temporary file next to path, syncs it and
+// renames it over path.
+func writeFileAtomic(path string, data []byte) error {
+	_, err := copyInto(path, bytes.NewReader(data))
+	return err
+}
+
+// tempSibling creates an empty temporary file next to path, named so that
+// no step mistakes it for an output, and returns its name.
+func tempSibling(path string) (string, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("tasks: temporary file for %s: %w", path, err)
+	}
+	f.Close()
+	return f.Name(), nil
+}
+
+// tempDirSibling creates an empty temporary directory next to dir.
+func tempDirSibling(dir string) (string, error) {
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("tasks: temporary directory for %s: %w", dir, err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("tasks: temporary directory for %s: %w", dir, err)
+	}
+	return tmp, nil
+}
+
+// replaceDir puts the finished directory tmp in place of dir: an existing
+// dir is first moved aside and removed afterwards, so dir always holds one
+// complete build.
+func replaceDir(tmp, dir string) error {
+	var old string
+	if _, err := os.Lstat(dir); err == nil {
+		aside, err := tempDirSibling(dir)
+		if err != nil {
+			return err
+		}
+		old = filepath.Join(aside, "old")
+		if err := os.Rename(dir, old); err != nil {
+			os.RemoveAll(aside)
+			return fmt.Errorf("tasks: move %s aside: %w", dir, err)
+		}
+		defer os.RemoveAll(aside)
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		if old != "" {
+			os.Rename(old, dir) // best effort: put the previous build back
+		}
+		return fmt.Errorf("tasks: rename %s to %s: %w", tmp, dir, err)
+	}
+	return nil
+}
+
+// copyInto writes r to a temporary file next to dest and renames it to dest.
+func copyInto(dest string, r io.Reader) (int64, error) {
+	tmp, err := tempSibling(dest)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("tasks: write %s: %w", dest, err)
+	}
+	n, err := io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp, dest)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return 0, fmt.Errorf("tasks: write %s: %w", dest, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,199 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	vhgctx "github.com/vhg/vhg-worker/context"
+	"github.com/vhg/vhg-worker/protocol"
+	"github.com/vhg/vhg-worker/worker"
+)
+
+// The custom states of the status queue, besides PROGRESS and FAILURE.
+const (
+	StatePartial  protocol.State = "PARTIAL"  // one rendition is ready
+	StateComplete protocol.State = "COMPLETE" // the master and the MPD are ready
+)
+
+// Notify is adaptation.commons.notify(context, main_task_id,
+// complete=False). It publishes, for the status queue of main_task_id,
+// PARTIAL {"hls": this rendition's playlist} or, with complete,
+// COMPLETE {"hls": the master playlist, "dash": the MPD}, with the current
+// task id as correlation_id (what Celery 4.x's amqp backend did for
+// update_state). It returns the context unchanged.
+func (p *Pipeline) Notify(ctx context.Context, t *worker.Task) (any, error) {
+	c, err := p.contextArg(t)
+	if err != nil {
+		return nil, err
+	}
+	mainID := stringKwarg(t, "main_task_id")
+	if mainID == "" {
+		mainID = t.RootID()
+	}
+	complete, _ := t.Kwargs()["complete"].(bool)
+	var meta protocol.ResultMeta
+	if complete {
+		meta, err = completeStatus(mainID, c)
+	} else {
+		meta, err = partialStatus(mainID, c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tasks: notify: %w", err)
+	}
+	if err := p.publish(ctx, t, meta); err != nil {
+		return nil, fmt.Errorf("tasks: notify: %w", err)
+	}
+	return c, nil
+}
+
+// partialStatus is the PARTIAL message of one rendition.
+func partialStatus(mainID string, c vhgctx.Context) (protocol.ResultMeta, error) {
+	playlist, err := c.HLSTranscodedPlaylist()
+	if err != nil {
+		return protocol.ResultMeta{}, err
+	}
+	return protocol.ResultMeta{TaskID: mainID, Status: StatePartial, Result: map[string]any{"hls": playlist}}, nil
+}
+
+// completeStatus is the COMPLETE message of the workflow.
+func completeStatus(mainID string, c vhgctx.Context) (protocol.ResultMeta, error) {
+	master, err := c.HLSGlobalPlaylist()
+	if err != nil {
+		return protocol.ResultMeta{}, err
+	}
+	mpd, err := c.DashMPDFilePath()
+	if err != nil {
+		return protocol.ResultMeta{}, err
+	}
+	return protocol.ResultMeta{TaskID: mainID, Status: StateComplete, Result: map[string]any{"hls": master, "dash": mpd}}, nil
+}
+
+// failureStatus is the FAILURE message of the workflow whose task failedID
+// failed with exc.
+func failureStatus(mainID, failedID string, exc protocol.ExceptionInfo) protocol.ResultMeta {
+	return protocol.ResultMeta{TaskID: mainID, Status: protocol.StateFailure, Result: map[string]any{
+		"error":    exceptionText(exc),
+		"task_id":  failedID,
+		"exc_type": exc.Type,
+	}}
+}
+
+// exceptionText joins an exception's arguments, as str(exc) does.
+func exceptionText(exc protocol.ExceptionInfo) string {
+	parts := make([]string, len(exc.Message))
+	for i, m := range exc.Message {
+		parts[i] = fmt.Sprint(m)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// exceptionOf is the exception a Python client sees for a handler error.
+func exceptionOf(err error) protocol.ExceptionInfo {
+	var te *worker.TaskError
+	if errors.As(err, &te) {
+		return protocol.ExceptionInfo{Module: te.Module, Type: te.Type, Message: te.Args}
+	}
+	return protocol.ExceptionInfo{Module: "builtins", Type: "Exception", Message: []any{err.Error()}}
+}
+
+// publish sends a status message with the current task id as correlation
+// id; without a StatusPublisher it only logs it.
+func (p *Pipeline) publish(ctx context.Context, t *worker.Task, meta protocol.ResultMeta) error {
+	if p.deps.Status == nil {
+		t.Log.WithField("status", meta.Status).Debug("no status publisher: status not sent")
+		return nil
+	}
+	// A status is news someone waits for: send it even when a soft stop
+	// is cancelling the task's context.
+	return p.deps.Status.Publish(context.WithoutCancel(ctx), meta, t.ID())
+}
+
+// NotifyFailure is adaptation.commons.notify_failure(failed_task_id,
+// main_task_id=...), the errback encode_workflow attaches to every step. It
+// publishes FAILURE {"error", "task_id", "exc_type"} for the status queue of
+// main_task_id, reading the failed task's exception from the result
+// backend. A chord body that failed only because a header step failed is
+// skipped: that step's own errback has already reported the cause.
+func (p *Pipeline) NotifyFailure(ctx context.Context, t *worker.Task) (any, error) {
+	var failedID string
+	if len(t.Args()) > 0 {
+		failedID, _ = t.Args()[0].(string)
+	}
+	if failedID == "" {
+		failedID = stringKwarg(t, "failed_task_id")
+	}
+	mainID := stringKwarg(t, "main_task_id")
+	if mainID == "" {
+		mainID = t.RootID()
+	}
+	exc := protocol.ExceptionInfo{Module: "builtins", Type: "Exception", Message: []any{fmt.Sprintf("task %s failed", failedID)}}
+	meta, err := t.Result(ctx, failedID)
+	switch {
+	case err != nil:
+		t.Log.WithError(err).Warn("cannot read the failed task's exception; reporting the failure without it")
+	case meta.Status == protocol.StateFailure:
+		if stored, ok := protocol.ParseExceptionInfo(meta.Result); ok {
+			exc = stored
+		}
+	}
+	if exc.Type == "ChordError" && strings.HasPrefix(exceptionText(exc), "Dependency ") {
+		t.Log.WithField("failed", failedID).Info("chord failed because a header step failed; its own errback reported it")
+		return nil, nil
+	}
+	if err := p.publish(ctx, t, failureStatus(mainID, failedID, exc)); err != nil {
+		return nil, fmt.Errorf("tasks: notify_failure: %w", err)
+	}
+	return nil, nil
+}
+
+// FailureStatus is the middleware that keeps status consumers from waiting
+// forever on a workflow that a Python client built without notify_failure
+// errbacks (and on encode_workflow itself, which has none): when an
+// adaptation.commons task fails for good and its message has no
+// notify_failure errback, it publishes the FAILURE status for the root task
+// itself. When the errback is there, the errback reports, so a failure is
+// reported once.
+func (p *Pipeline) FailureStatus(next worker.Handler) worker.Handler {
+	return worker.HandlerFunc(func(ctx context.Context, t *worker.Task) (result any, err error) {
+		if !strings.HasPrefix(t.Name(), namePrefix) || t.Name() == NameNotifyFailure || hasFailureErrback(t) {
+			return next.ServeTask(ctx, t)
+		}
+		defer func() {
+			if r := recover(); r != nil {
+				p.reportFailure(ctx, t, fmt.Errorf("panic: %v", r))
+				panic(r)
+			}
+		}()
+		result, err = next.ServeTask(ctx, t)
+		if err != nil && !isFlowControl(err) && !errors.Is(context.Cause(ctx), worker.ErrShutdown) {
+			p.reportFailure(ctx, t, err)
+		}
+		return result, err
+	})
+}
+
+func (p *Pipeline) reportFailure(ctx context.Context, t *worker.Task, err error) {
+	meta := failureStatus(t.RootID(), t.ID(), exceptionOf(err))
+	if perr := p.publish(ctx, t, meta); perr != nil {
+		t.Log.WithError(perr).Error("publishing the FAILURE status failed")
+	}
+}
+
+// hasFailureErrback reports whether the task's errbacks include
+// notify_failure.
+func hasFailureErrback(t *worker.Task) bool {
+	for _, e := range t.Msg.Errbacks {
+		if e.Task == NameNotifyFailure {
+			return true
+		}
+	}
+	return false
+}
+
+// stringKwarg returns a string kwarg, or "" when absent or not a string.
+func stringKwarg(t *worker.Task, name string) string {
+	s, _ := t.Kwargs()[name].(string)
+	return s
+}

@@ -2,6 +2,8 @@
 // pipeline. See README.md for set-up and usage.
 //
 //	vhg-worker worker [-b BROKER_URL] [--result-backend URL] [-Q q1,q2] [-c N] ...
+//	vhg-worker encode [--output-dir DIR] [--renditions ...] INPUT
+//	vhg-worker submit [-b URL] [--follow] INPUT
 package main
 
 import (
@@ -17,6 +19,8 @@ const usage = `vhg-worker: a Celery worker in Go for the VHG adaptation pipeline
 
 Usage:
   vhg-worker worker [flags]          consume tasks from a Celery broker
+  vhg-worker encode [flags] INPUT    encode INPUT in this process, no broker
+  vhg-worker submit [flags] INPUT    send encode_workflow(INPUT) to the broker
   vhg-worker help                    show this help
 
 Run "vhg-worker worker -h" for the flags of a command.
@@ -30,6 +34,10 @@ func run(args []string) int {
 	switch args[0] {
 	case "worker":
 		return runWorker(args[1:])
+	case "encode":
+		return runEncode(args[1:])
+	case "submit":
+		return runSubmit(args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0

@@ -30,6 +30,7 @@ type workerFlags struct {
 	logLevel           string
 	taskEvents         bool
 	shutdownTimeout    time.Duration
+	tasks              taskFlags
 }
 
 func parseWorkerFlags(args []string) (workerFlags, error) {
@@ -50,6 +51,7 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.StringVar(&f.logLevel, "loglevel", "info", "same as -l")
 	fs.BoolVar(&f.taskEvents, "E", false, "send task events (for Flower)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a first SIGTERM/SIGINT waits for running tasks")
+	f.tasks.add(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
@@ -101,6 +103,12 @@ func runWorker(args []string) int {
 		return 2
 	}
 
+	deps, err := f.tasks.deps()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
+		return 2
+	}
+
 	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: f.broker, Log: log})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker: cannot reach the broker at %s: %v\n"+
@@ -117,8 +125,11 @@ func runWorker(args []string) int {
 	}
 	defer closeBackend()
 
+	// The status queue always lives on RabbitMQ, whatever the result
+	// backend: it is what the VHG status consumers read.
+	deps.Status = broker.AMQPBackend(0)
 	mux := worker.NewServeMux()
-	registerTasks(mux)
+	registerTasks(mux, deps)
 
 	srv := worker.NewServer(worker.Config{
 		Queues:             splitList(f.queues),

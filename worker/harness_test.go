@@ -49,6 +49,19 @@ func (l *eventLog) add(id, what string) {
 	l.changed = make(chan struct{})
 }
 
+// position returns the index of the first event what of id in the whole
+// log, or -1.
+func (l *eventLog) position(id, what string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, e := range l.events {
+		if e.id == id && e.what == what {
+			return i
+		}
+	}
+	return -1
+}
+
 // of returns what happened to id, in order.
 func (l *eventLog) of(id string) []string {
 	l.mu.Lock()
@@ -63,21 +76,29 @@ func (l *eventLog) of(id string) []string {
 }
 
 // waitUntil blocks until cond holds, failing the test after waitTimeout.
+// Call it from the test goroutine only; handlers use wait.
 func (l *eventLog) waitUntil(t *testing.T, desc string, cond func() bool) {
 	t.Helper()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if err := l.wait(ctx, cond); err != nil {
+		t.Fatalf("timed out waiting for %s", desc)
+	}
+}
+
+// wait blocks until cond holds or ctx is done.
+func (l *eventLog) wait(ctx context.Context, cond func() bool) error {
 	for {
 		l.mu.Lock()
 		changed := l.changed
 		l.mu.Unlock()
 		if cond() {
-			return
+			return nil
 		}
 		select {
 		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s", desc)
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
@@ -96,6 +117,11 @@ func (l *eventLog) waitFor(t *testing.T, id, what string) {
 type recordingBroker struct {
 	*memory.Broker
 	log *eventLog
+}
+
+func (b *recordingBroker) Publish(ctx context.Context, to worker.Route, env protocol.Envelope) error {
+	b.log.add(env.CorrelationID, "publish")
+	return b.Broker.Publish(ctx, to, env)
 }
 
 func (b *recordingBroker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan worker.Delivery, error) {
@@ -145,6 +171,17 @@ type recordingBackend struct {
 	log *eventLog
 }
 
+func (b *recordingBackend) SetChordSize(ctx context.Context, groupID string, size int) error {
+	b.log.add(groupID, fmt.Sprintf("chord size %d", size))
+	return b.Backend.SetChordSize(ctx, groupID, size)
+}
+
+func (b *recordingBackend) JoinChordPart(ctx context.Context, groupID string, part worker.ChordPart, fallbackSize int) ([]worker.ChordPart, bool, error) {
+	parts, done, err := b.Backend.JoinChordPart(ctx, groupID, part, fallbackSize)
+	b.log.add(part.TaskID, "join")
+	return parts, done, err
+}
+
 func (b *recordingBackend) Store(ctx context.Context, meta protocol.ResultMeta, to worker.ReplyRoute) error {
 	b.log.add(meta.TaskID, "store "+string(meta.Status))
 	return b.Backend.Store(ctx, meta, to)
@@ -173,6 +210,13 @@ func discardLogger() logrus.FieldLogger {
 // recorded as "run" by a middleware.
 func newTestWorker(t *testing.T, mux *worker.ServeMux, cfg worker.Config) *testWorker {
 	t.Helper()
+	return newTestWorkerWith(t, mux, cfg, nil)
+}
+
+// newTestWorkerWith is newTestWorker with the backend the Server uses
+// derived from the recording one by wrap (nil: the recording one).
+func newTestWorkerWith(t *testing.T, mux *worker.ServeMux, cfg worker.Config, wrap func(*recordingBackend) worker.Backend) *testWorker {
+	t.Helper()
 	events := newEventLog()
 	w := &testWorker{
 		broker:  &recordingBroker{Broker: memory.NewBroker(), log: events},
@@ -192,7 +236,11 @@ func newTestWorker(t *testing.T, mux *worker.ServeMux, cfg worker.Config) *testW
 	if cfg.NodeName == "" {
 		cfg.NodeName = "test@host"
 	}
-	w.server = worker.NewServer(cfg, w.broker, w.backend, mux, discardLogger())
+	var backend worker.Backend = w.backend
+	if wrap != nil {
+		backend = wrap(w.backend)
+	}
+	w.server = worker.NewServer(cfg, w.broker, backend, mux, discardLogger())
 	return w
 }
 
@@ -247,7 +295,9 @@ func (w *testWorker) send(t *testing.T, msg *protocol.Message) string {
 
 func (w *testWorker) sendEnvelope(t *testing.T, env protocol.Envelope) {
 	t.Helper()
-	if err := w.broker.Publish(context.Background(), worker.QueueRoute("celery"), env); err != nil {
+	// Straight to the memory broker: only what the worker publishes is
+	// recorded as "publish".
+	if err := w.broker.Broker.Publish(context.Background(), worker.QueueRoute("celery"), env); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 }

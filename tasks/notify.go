@@ -54,7 +54,7 @@ func partialStatus(mainID string, c vhgctx.Context) (protocol.ResultMeta, error)
 	if err != nil {
 		return protocol.ResultMeta{}, err
 	}
-	return protocol.ResultMeta{TaskID: mainID, Status: StatePartial, Result: map[string]any{"hls": playlist}}, nil
+	return protocol.ResultMeta{TaskID: mainID, Status: StatePartial, Result: map[string]any{"hls": playlist}, Children: []any{}}, nil
 }
 
 // completeStatus is the COMPLETE message of the workflow.
@@ -67,7 +67,7 @@ func completeStatus(mainID string, c vhgctx.Context) (protocol.ResultMeta, error
 	if err != nil {
 		return protocol.ResultMeta{}, err
 	}
-	return protocol.ResultMeta{TaskID: mainID, Status: StateComplete, Result: map[string]any{"hls": master, "dash": mpd}}, nil
+	return protocol.ResultMeta{TaskID: mainID, Status: StateComplete, Result: map[string]any{"hls": master, "dash": mpd}, Children: []any{}}, nil
 }
 
 // failureStatus is the FAILURE message of the workflow whose task failedID
@@ -77,7 +77,7 @@ func failureStatus(mainID, failedID string, exc protocol.ExceptionInfo) protocol
 		"error":    exceptionText(exc),
 		"task_id":  failedID,
 		"exc_type": exc.Type,
-	}}
+	}, Children: []any{}}
 }
 
 // exceptionText joins an exception's arguments, as str(exc) does.

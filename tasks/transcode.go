@@ -119,7 +119,7 @@ func (p *Pipeline) progressReporter(ctx context.Context, t *worker.Task, dim str
 		}
 		last, lastTime = percent, time.Now()
 		meta := protocol.ResultMeta{TaskID: t.RootID(), Status: StateProgress,
-			Result: map[string]any{"percent": percent, "step": "transcode", "rendition": dim}}
+			Result: map[string]any{"percent": percent, "step": "transcode", "rendition": dim}, Children: []any{}}
 		if err := p.deps.Status.Publish(ctx, meta, t.ID()); err != nil {
 			t.Log.WithError(err).Warn("publishing progress failed")
 		}

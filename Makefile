@@ -31,7 +31,7 @@ test: setup ## run every test (unit, integration, interop with Python Celery) wi
 
 .PHONY: bench
 bench: setup build ## throughput, CPU and memory of Go vs Python workers
-	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./bench/...
+	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker
 
 .PHONY: fuzz
 fuzz: ## fuzz the protocol decoder for a minute

@@ -337,3 +337,13 @@ func (d *delivery) Reject(requeue bool) error { return d.d.Reject(requeue) }
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// DeleteQueue deletes a queue (tests and benchmarks clean up with it).
+func (b *Broker) DeleteQueue(name string) error {
+	b.pubMu.Lock()
+	defer b.pubMu.Unlock()
+	if _, err := b.pubCh.QueueDelete(name, false, false, false); err != nil {
+		return fmt.Errorf("rabbitmq: delete queue %q: %w", name, err)
+	}
+	return nil
+}

@@ -121,26 +121,28 @@ func (b *Backend) Store(ctx context.Context, meta protocol.ResultMeta, _ worker.
 	}
 	defer conn.Close()
 	key := b.TaskKey(meta.TaskID)
-	current, err := redis.Bytes(redis.DoContext(conn, ctx, "GET", key))
-	switch {
-	case errors.Is(err, redis.ErrNil):
-	case err != nil:
-		return fmt.Errorf("redis: GET %s: %w", key, err)
-	default:
-		if old, perr := protocol.ParseResultMeta(current); perr == nil && old.Status == protocol.StateSuccess {
-			return nil
-		}
-	}
-	if err := conn.Send("MULTI"); err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	conn.Send("SETEX", key, b.expires, value)
-	conn.Send("PUBLISH", key, value)
-	if _, err := redis.DoContext(conn, ctx, "EXEC"); err != nil {
+	if _, err := storeScript.DoContext(ctx, conn, key, b.expires, value); err != nil {
 		return fmt.Errorf("redis: store %s: %w", key, err)
 	}
 	return nil
 }
+
+// storeScript is Celery's write in one atomic round trip: GET the key, keep
+// it if it already holds SUCCESS, else SETEX and PUBLISH the new value.
+// Celery does the same with a GET and a pipeline; doing it server-side also
+// closes the race between two writers.
+var storeScript = redis.NewScript(1, `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and meta['status'] == 'SUCCESS' then
+    return 0
+  end
+end
+redis.call('SETEX', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[1], ARGV[2])
+return 1
+`)
 
 // Result implements worker.ResultReader.
 func (b *Backend) Result(ctx context.Context, taskID string) (protocol.ResultMeta, error) {

@@ -60,7 +60,7 @@ func originalFile(c vhgctx.Context) (string, error) {
 		return "", err
 	}
 	if !within(filepath.Clean(out), filepath.Clean(path)) {
-		return "", fmt.Errorf("tasks: original_file %q is not inside folder_out %q: %w", path, out, ErrBadInput)
+		return "", fmt.Errorf("original_file %q is not inside folder_out %q: %w", path, out, ErrBadInput)
 	}
 	return path, nil
 }

@@ -24,7 +24,7 @@ func writeFileAtomic(path string, data []byte) error {
 func tempSibling(path string) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("tasks: temporary file for %s: %w", path, err)
+		return "", fmt.Errorf("temporary file for %s: %w", path, err)
 	}
 	f.Close()
 	return f.Name(), nil
@@ -34,11 +34,11 @@ func tempSibling(path string) (string, error) {
 func tempDirSibling(dir string) (string, error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("tasks: temporary directory for %s: %w", dir, err)
+		return "", fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		os.RemoveAll(tmp)
-		return "", fmt.Errorf("tasks: temporary directory for %s: %w", dir, err)
+		return "", fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
 	return tmp, nil
 }
@@ -56,7 +56,7 @@ func replaceDir(tmp, dir string) error {
 		old = filepath.Join(aside, "old")
 		if err := os.Rename(dir, old); err != nil {
 			os.RemoveAll(aside)
-			return fmt.Errorf("tasks: move %s aside: %w", dir, err)
+			return fmt.Errorf("move %s aside: %w", dir, err)
 		}
 		defer os.RemoveAll(aside)
 	}
@@ -64,7 +64,7 @@ func replaceDir(tmp, dir string) error {
 		if old != "" {
 			os.Rename(old, dir) // best effort: put the previous build back
 		}
-		return fmt.Errorf("tasks: rename %s to %s: %w", tmp, dir, err)
+		return fmt.Errorf("rename %s to %s: %w", tmp, dir, err)
 	}
 	return nil
 }
@@ -78,7 +78,7 @@ func copyInto(dest string, r io.Reader) (int64, error) {
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		os.Remove(tmp)
-		return 0, fmt.Errorf("tasks: write %s: %w", dest, err)
+		return 0, fmt.Errorf("write %s: %w", dest, err)
 	}
 	n, err := io.Copy(f, r)
 	if err == nil {
@@ -95,7 +95,7 @@ func copyInto(dest string, r io.Reader) (int64, error) {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return 0, fmt.Errorf("tasks: write %s: %w", dest, err)
+		return 0, fmt.Errorf("write %s: %w", dest, err)
 	}
 	return n, nil
 }

@@ -67,15 +67,15 @@ func (p *Pipeline) DownloadFile(ctx context.Context, t *worker.Task) (any, error
 func (p *Pipeline) get(ctx context.Context, rawURL string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {
-		return nil, fmt.Errorf("tasks: GET %s: %w: %w", rawURL, err, ErrBadInput)
+		return nil, fmt.Errorf("GET %s: %w: %w", rawURL, err, ErrBadInput)
 	}
 	resp, err := p.deps.HTTPClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("tasks: GET %s: %w", req.URL.Redacted(), err)
+		return nil, fmt.Errorf("GET %s: %w", req.URL.Redacted(), err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		resp.Body.Close()
-		return nil, fmt.Errorf("tasks: GET %s: server answered %s: %w", req.URL.Redacted(), resp.Status, ErrBadInput)
+		return nil, fmt.Errorf("GET %s: server answered %s: %w", req.URL.Redacted(), resp.Status, ErrBadInput)
 	}
 	return resp.Body, nil
 }

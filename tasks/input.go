@@ -25,29 +25,29 @@ type source struct {
 // root). Anything else is refused with an error wrapping ErrBadInput.
 func (p *Pipeline) resolveSource(raw string) (source, error) {
 	if raw == "" {
-		return source{}, fmt.Errorf("tasks: empty url: %w", ErrBadInput)
+		return source{}, fmt.Errorf("empty url: %w", ErrBadInput)
 	}
 	path := raw
 	if !strings.HasPrefix(raw, "/") {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return source{}, fmt.Errorf("tasks: url %q: %w: %w", raw, err, ErrBadInput)
+			return source{}, fmt.Errorf("url %q: %w: %w", raw, err, ErrBadInput)
 		}
 		switch u.Scheme {
 		case "http", "https":
 			if u.Host == "" {
-				return source{}, fmt.Errorf("tasks: url %q has no host: %w", u.Redacted(), ErrBadInput)
+				return source{}, fmt.Errorf("url %q has no host: %w", u.Redacted(), ErrBadInput)
 			}
 			return source{url: u.String()}, nil
 		case "file":
 			if u.Host != "" && u.Host != "localhost" {
-				return source{}, fmt.Errorf("tasks: url %q names another host: %w", raw, ErrBadInput)
+				return source{}, fmt.Errorf("url %q names another host: %w", raw, ErrBadInput)
 			}
 			path = u.Path
 		case "":
-			return source{}, fmt.Errorf("tasks: url %q is neither an http(s) URL nor an absolute path: %w", raw, ErrBadInput)
+			return source{}, fmt.Errorf("url %q is neither an http(s) URL nor an absolute path: %w", raw, ErrBadInput)
 		default:
-			return source{}, fmt.Errorf("tasks: url %q: scheme %q is not allowed (http, https, file): %w", u.Redacted(), u.Scheme, ErrBadInput)
+			return source{}, fmt.Errorf("url %q: scheme %q is not allowed (http, https, file): %w", u.Redacted(), u.Scheme, ErrBadInput)
 		}
 	}
 	local, err := p.allowedLocalFile(path)
@@ -61,17 +61,17 @@ func (p *Pipeline) resolveSource(raw string) (source, error) {
 // file inside an input root.
 func (p *Pipeline) allowedLocalFile(path string) (string, error) {
 	if len(p.deps.InputRoots) == 0 {
-		return "", fmt.Errorf("tasks: local input %q refused: this worker allows no local inputs (--input-roots): %w", path, ErrBadInput)
+		return "", fmt.Errorf("local input %q refused: this worker allows no local inputs (--input-roots): %w", path, ErrBadInput)
 	}
 	if !filepath.IsAbs(path) {
-		return "", fmt.Errorf("tasks: local input %q is not an absolute path: %w", path, ErrBadInput)
+		return "", fmt.Errorf("local input %q is not an absolute path: %w", path, ErrBadInput)
 	}
 	resolved, err := filepath.EvalSymlinks(filepath.Clean(path))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", fmt.Errorf("tasks: local input %q does not exist: %w", path, ErrBadInput)
+			return "", fmt.Errorf("local input %q does not exist: %w", path, ErrBadInput)
 		}
-		return "", fmt.Errorf("tasks: local input %q: %w: %w", path, err, ErrBadInput)
+		return "", fmt.Errorf("local input %q: %w: %w", path, err, ErrBadInput)
 	}
 	inside := false
 	for _, root := range p.deps.InputRoots {
@@ -82,11 +82,11 @@ func (p *Pipeline) allowedLocalFile(path string) (string, error) {
 		}
 	}
 	if !inside {
-		return "", fmt.Errorf("tasks: local input %q is outside the allowed input roots %q: %w", path, p.deps.InputRoots, ErrBadInput)
+		return "", fmt.Errorf("local input %q is outside the allowed input roots %q: %w", path, p.deps.InputRoots, ErrBadInput)
 	}
 	info, err := os.Stat(resolved)
 	if err != nil {
-		return "", fmt.Errorf("tasks: local input %q: %w: %w", path, err, ErrBadInput)
+		return "", fmt.Errorf("local input %q: %w: %w", path, err, ErrBadInput)
 	}
 	if err := checkRegularNonEmpty(path, info); err != nil {
 		return "", err
@@ -99,7 +99,7 @@ func (p *Pipeline) allowedLocalFile(path string) (string, error) {
 func openLocal(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
-		return nil, fmt.Errorf("tasks: open local input %q: %w: %w", path, err, ErrBadInput)
+		return nil, fmt.Errorf("open local input %q: %w: %w", path, err, ErrBadInput)
 	}
 	info, err := f.Stat()
 	if err == nil {
@@ -114,10 +114,10 @@ func openLocal(path string) (*os.File, error) {
 
 func checkRegularNonEmpty(path string, info fs.FileInfo) error {
 	if !info.Mode().IsRegular() {
-		return fmt.Errorf("tasks: local input %q is not a regular file: %w", path, ErrBadInput)
+		return fmt.Errorf("local input %q is not a regular file: %w", path, ErrBadInput)
 	}
 	if info.Size() == 0 {
-		return fmt.Errorf("tasks: local input %q is empty: %w", path, ErrBadInput)
+		return fmt.Errorf("local input %q is empty: %w", path, ErrBadInput)
 	}
 	return nil
 }

@@ -37,10 +37,10 @@ func (p *Pipeline) GetVideoSize(ctx context.Context, t *worker.Task) (any, error
 func probeVideo(ctx context.Context, path string) (ffmpeg.Stream, *ffmpeg.ProbeResult, error) {
 	info, err := os.Stat(path)
 	if err != nil {
-		return ffmpeg.Stream{}, nil, fmt.Errorf("tasks: original %s: %w", path, err)
+		return ffmpeg.Stream{}, nil, fmt.Errorf("original %s: %w", path, err)
 	}
 	if info.Size() == 0 {
-		return ffmpeg.Stream{}, nil, fmt.Errorf("tasks: original %s is empty: %w: %w", path, ffmpeg.ErrNoVideoStream, ErrBadInput)
+		return ffmpeg.Stream{}, nil, fmt.Errorf("original %s is empty: %w: %w", path, ffmpeg.ErrNoVideoStream, ErrBadInput)
 	}
 	probe, err := ffmpeg.Probe(ctx, path)
 	return videoOf(path, probe, err)
@@ -51,13 +51,13 @@ func videoOf(name string, probe *ffmpeg.ProbeResult, err error) (ffmpeg.Stream, 
 	var exit *ffmpeg.ExitError
 	switch {
 	case errors.As(err, &exit):
-		return ffmpeg.Stream{}, nil, fmt.Errorf("tasks: %s is not a media file ffprobe can read: %w: %w", name, err, ErrBadInput)
+		return ffmpeg.Stream{}, nil, fmt.Errorf("%s is not a media file ffprobe can read: %w: %w", name, err, ErrBadInput)
 	case err != nil:
-		return ffmpeg.Stream{}, nil, fmt.Errorf("tasks: probe %s: %w", name, err)
+		return ffmpeg.Stream{}, nil, fmt.Errorf("probe %s: %w", name, err)
 	}
 	video, ok := probe.Video()
 	if !ok || video.Width <= 0 || video.Height <= 0 {
-		return ffmpeg.Stream{}, nil, fmt.Errorf("tasks: %s has no video stream: %w: %w", name, ffmpeg.ErrNoVideoStream, ErrBadInput)
+		return ffmpeg.Stream{}, nil, fmt.Errorf("%s has no video stream: %w: %w", name, ffmpeg.ErrNoVideoStream, ErrBadInput)
 	}
 	return video, probe, nil
 }
@@ -91,15 +91,15 @@ func targetSize(c vhgctx.Context) (int, error) {
 		return 0, err
 	}
 	if targetHeight <= 0 || targetHeight%2 != 0 {
-		return 0, fmt.Errorf("tasks: target_height %d is not a positive even number: %w", targetHeight, ErrBadInput)
+		return 0, fmt.Errorf("target_height %d is not a positive even number: %w", targetHeight, ErrBadInput)
 	}
 	if targetHeight > trackHeight {
-		return 0, fmt.Errorf("tasks: target_height %d is taller than the original (%dx%d): refusing to upscale: %w",
+		return 0, fmt.Errorf("target_height %d is taller than the original (%dx%d): refusing to upscale: %w",
 			targetHeight, trackWidth, trackHeight, ErrBadInput)
 	}
 	width := vhgctx.TargetWidth(trackWidth, trackHeight, targetHeight)
 	if width <= 0 {
-		return 0, fmt.Errorf("tasks: target_height %d of a %dx%d original gives no width: %w",
+		return 0, fmt.Errorf("target_height %d of a %dx%d original gives no width: %w",
 			targetHeight, trackWidth, trackHeight, ErrBadInput)
 	}
 	return width, nil

@@ -1,0 +1,511 @@
+package tasks
+
+// These tests run the real ffmpeg and ffprobe on clips made with
+// ffmpeg.TestPatternArgs. They fail, not skip, when the programs are
+// missing.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	vhgctx "github.com/vhg/vhg-worker/context"
+	"github.com/vhg/vhg-worker/ffmpeg"
+	"github.com/vhg/vhg-worker/protocol"
+	"github.com/vhg/vhg-worker/worker"
+	"github.com/vhg/vhg-worker/worker/memory"
+)
+
+func requireFFmpeg(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"ffmpeg", "ffprobe"} {
+		if _, err := exec.LookPath(name); err != nil {
+			t.Fatalf("%s is required by the tasks tests and is not in PATH: apt-get install -y ffmpeg", name)
+		}
+	}
+}
+
+// makeClip writes a test pattern of the given size (with a tone when
+// audio is set) and returns its path.
+func makeClip(t *testing.T, path string, width, height int, audio bool) string {
+	t.Helper()
+	requireFFmpeg(t)
+	err := ffmpeg.Run(t.Context(), ffmpeg.TestPatternArgs(ffmpeg.TestPatternOptions{
+		Output: path, Duration: 4 * time.Second, Width: width, Height: height, Audio: audio, Preset: "ultrafast",
+	}), ffmpeg.RunOptions{})
+	if err != nil {
+		t.Fatalf("making the test clip: %v", err)
+	}
+	return path
+}
+
+// makeAudioOnly writes a 2 s AAC file with no video.
+func makeAudioOnly(t *testing.T, path string) string {
+	t.Helper()
+	requireFFmpeg(t)
+	argv := []string{"ffmpeg", "-hide_banner", "-nostdin", "-y", "-f", "lavfi", "-i", "sine=duration=2",
+		"-c:a", "aac", "-f", "mp4", "file:" + path}
+	if err := ffmpeg.Run(t.Context(), argv, ffmpeg.RunOptions{}); err != nil {
+		t.Fatalf("making the audio-only file: %v", err)
+	}
+	return path
+}
+
+// statusRecorder is a StatusPublisher that keeps what it is given.
+type statusRecorder struct {
+	mu    sync.Mutex
+	metas []protocol.ResultMeta
+	corrs []string
+}
+
+func (r *statusRecorder) Publish(_ context.Context, meta protocol.ResultMeta, correlationID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.metas = append(r.metas, meta)
+	r.corrs = append(r.corrs, correlationID)
+	return nil
+}
+
+func (r *statusRecorder) statuses() []protocol.ResultMeta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]protocol.ResultMeta(nil), r.metas...)
+}
+
+// waitFor polls until cond holds or 60 s pass.
+func (r *statusRecorder) waitFor(t *testing.T, what string, cond func([]protocol.ResultMeta) bool) []protocol.ResultMeta {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if s := r.statuses(); cond(s) {
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s; statuses: %v", what, r.statuses())
+	return nil
+}
+
+func testLog(t *testing.T) logrus.FieldLogger {
+	l := logrus.New()
+	l.SetOutput(testWriter{t})
+	l.SetLevel(logrus.DebugLevel)
+	return l
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// newTask is a request for a handler called directly, outside a worker.
+func newTask(t *testing.T, name string, args []any, kwargs map[string]any) *worker.Task {
+	id := worker.NewTaskID()
+	return &worker.Task{
+		Msg: &protocol.Message{ID: id, Task: name, Args: args, Kwargs: kwargs, RootID: "root-" + id[:8]},
+		Log: testLog(t).WithField("task", name),
+	}
+}
+
+// call runs a handler and returns its context.
+func call(t *testing.T, h worker.HandlerFunc, name string, args []any, kwargs map[string]any) vhgctx.Context {
+	t.Helper()
+	res, err := h(t.Context(), newTask(t, name, args, kwargs))
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	c, err := vhgctx.FromValue(res)
+	if err != nil {
+		t.Fatalf("%s returned %T: %v", name, res, err)
+	}
+	return c
+}
+
+func probeSize(t *testing.T, path string) (int, int) {
+	t.Helper()
+	p, err := ffmpeg.Probe(t.Context(), path)
+	if err != nil {
+		t.Fatalf("probe %s: %v", path, err)
+	}
+	v, ok := p.Video()
+	if !ok {
+		t.Fatalf("%s has no video", path)
+	}
+	return v.Width, v.Height
+}
+
+// TestEveryTaskAlone runs each step by hand, in the workflow's order, and
+// checks what each one leaves on disk.
+func TestEveryTaskAlone(t *testing.T) {
+	t.Parallel()
+	inputs := t.TempDir()
+	src := makeClip(t, filepath.Join(inputs, "in put;$(x).mp4"), 640, 360, true)
+	out := t.TempDir()
+	status := &statusRecorder{}
+	p := New(Deps{OutputDir: out, InputRoots: []string{inputs}, Status: status, Preset: "ultrafast"})
+	folder := filepath.Join(out, "abc")
+
+	c := call(t, p.DownloadFile, NameDownloadFile, nil, map[string]any{"context": map[string]any{
+		"url": "file://" + src, "folder_out": folder, "id": "abc"}})
+	if got, want := c[vhgctx.KeyOriginalFile], filepath.Join(folder, "source", "abc"); got != want {
+		t.Fatalf("original_file = %v, want %s", got, want)
+	}
+	c = call(t, p.GetVideoSize, NameGetVideoSize, []any{map[string]any(c)}, nil)
+	if w, h, err := c.TrackSize(); err != nil || w != 640 || h != 360 {
+		t.Fatalf("track size = %d x %d, %v", w, h, err)
+	}
+	c = call(t, p.AddPlaylistHeader, NameAddPlaylistHeader, []any{map[string]any(c)}, nil)
+	c = call(t, p.ComputeTargetSize, NameComputeTargetSize, []any{map[string]any(c)}, map[string]any{"target_height": int64(180)})
+	if w, h, _ := c.TargetSize(); w != 320 || h != 180 {
+		t.Fatalf("target size = %d x %d, want 320x180", w, h)
+	}
+	c = call(t, p.Transcode, NameTranscode, []any{map[string]any(c)}, map[string]any{"bitrate": int64(300)})
+	encoded, _ := c.TranscodedFile()
+	if w, h := probeSize(t, encoded); w != 320 || h != 180 {
+		t.Fatalf("%s is %dx%d, want 320x180", encoded, w, h)
+	}
+	c = call(t, p.ChunkHLS, NameChunkHLS, []any{map[string]any(c)}, map[string]any{"segtime": int64(4)})
+	c = call(t, p.ChunkHLS, NameChunkHLS, []any{map[string]any(c)}, map[string]any{"segtime": int64(4)}) // a re-run is clean
+	variant, _ := c.HLSTranscodedPlaylist()
+	data, err := os.ReadFile(variant)
+	if err != nil || !strings.Contains(string(data), "#EXT-X-ENDLIST") || !strings.Contains(string(data), "chunks_name000.ts") {
+		t.Fatalf("variant playlist %s: %v\n%s", variant, err, data)
+	}
+	c = call(t, p.AddPlaylistInfo, NameAddPlaylistInfo, []any{map[string]any(c)}, nil)
+	master := readMaster(t, c)
+	call(t, p.AddPlaylistInfo, NameAddPlaylistInfo, []any{map[string]any(c)}, nil)
+	if again := readMaster(t, c); again != master {
+		t.Fatalf("a rerun of add_playlist_info changed the master:\n%s\nthen\n%s", master, again)
+	}
+	wantMaster := "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-STREAM-INF:BANDWIDTH=428000,RESOLUTION=320x180,CODECS=\"avc1.4d401f,mp4a.40.2\"\n320x180/playlist.m3u8\n"
+	if master != wantMaster {
+		t.Fatalf("master:\n%s\nwant:\n%s", master, wantMaster)
+	}
+	call(t, p.Notify, NameNotify, []any{map[string]any(c)}, map[string]any{"main_task_id": "main"})
+	c = call(t, p.AddPlaylistFooter, NameAddPlaylistFooter, []any{[]any{map[string]any(c)}}, nil)
+	c = call(t, p.ChunkDash, NameChunkDash, []any{map[string]any(c)}, nil)
+	mpd, _ := c.DashMPDFilePath()
+	if _, err := os.Stat(mpd); err != nil {
+		t.Fatal(err)
+	}
+	call(t, p.Notify, NameNotify, []any{map[string]any(c)}, map[string]any{"main_task_id": "main", "complete": true})
+
+	s := status.statuses()
+	var kinds []string
+	for _, m := range s {
+		kinds = append(kinds, string(m.Status))
+	}
+	last := s[len(s)-1]
+	if s[len(s)-2].Status != StatePartial || last.Status != StateComplete || last.TaskID != "main" ||
+		last.Result.(map[string]any)["dash"] != mpd {
+		t.Fatalf("statuses %v; last %+v", kinds, last)
+	}
+	for _, m := range s[:len(s)-2] {
+		if m.Status != StateProgress {
+			t.Fatalf("statuses before PARTIAL: %v", kinds)
+		}
+	}
+}
+
+func TestDownloadFile(t *testing.T) {
+	t.Parallel()
+	inputs := t.TempDir()
+	elsewhere := t.TempDir()
+	good := filepath.Join(inputs, "good.bin")
+	os.WriteFile(good, []byte("payload"), 0o644)
+	os.WriteFile(filepath.Join(inputs, "empty.bin"), nil, 0o644)
+	os.Mkdir(filepath.Join(inputs, "dir"), 0o755)
+	secret := filepath.Join(elsewhere, "secret")
+	os.WriteFile(secret, []byte("secret"), 0o644)
+	os.Symlink(secret, filepath.Join(inputs, "link"))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ok" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("from http"))
+	}))
+	t.Cleanup(srv.Close)
+
+	out := t.TempDir()
+	p := New(Deps{OutputDir: out, InputRoots: []string{inputs}})
+	tests := []struct {
+		url     string
+		want    string // content, when it succeeds
+		wantErr string
+	}{
+		{url: srv.URL + "/ok", want: "from http"},
+		{url: good, want: "payload"},
+		{url: "file://" + good, want: "payload"},
+		{url: srv.URL + "/missing", wantErr: "404 Not Found"},
+		{url: filepath.Join(inputs, "empty.bin"), wantErr: "is empty"},
+		{url: filepath.Join(inputs, "dir"), wantErr: "not a regular file"},
+		{url: secret, wantErr: "outside the allowed input roots"},
+		{url: filepath.Join(inputs, "..", filepath.Base(elsewhere), "secret"), wantErr: "outside the allowed input roots"},
+		{url: filepath.Join(inputs, "link"), wantErr: "outside the allowed input roots"},
+		{url: filepath.Join(inputs, "nope"), wantErr: "does not exist"},
+		{url: "ftp://example.com/x", wantErr: `scheme "ftp" is not allowed`},
+		{url: "relative/path.mp4", wantErr: "neither an http(s) URL nor an absolute path"},
+		{url: "file://otherhost/etc/passwd", wantErr: "names another host"},
+	}
+	for i, tt := range tests {
+		id := "dl" + string(rune('a'+i))
+		folder := filepath.Join(out, id)
+		res, err := p.DownloadFile(t.Context(), newTask(t, NameDownloadFile, nil, map[string]any{"context": map[string]any{
+			"url": tt.url, "folder_out": folder, "id": id}}))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, ErrBadInput) {
+				t.Errorf("download %s: %v, %v; want error %q", tt.url, res, err, tt.wantErr)
+			}
+			if _, err := os.Stat(filepath.Join(folder, "source", id)); err == nil {
+				t.Errorf("download %s failed but left a file", tt.url)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("download %s: %v", tt.url, err)
+			continue
+		}
+		data, _ := os.ReadFile(res.(vhgctx.Context)[vhgctx.KeyOriginalFile].(string))
+		if string(data) != tt.want {
+			t.Errorf("download %s wrote %q, want %q", tt.url, data, tt.want)
+		}
+	}
+	// No roots: local files are refused.
+	noRoots := New(Deps{OutputDir: out})
+	_, err := noRoots.DownloadFile(t.Context(), newTask(t, NameDownloadFile, nil, map[string]any{"context": map[string]any{
+		"url": good, "folder_out": filepath.Join(out, "x"), "id": "x"}}))
+	if err == nil || !strings.Contains(err.Error(), "allows no local inputs") {
+		t.Errorf("download with no input roots: %v", err)
+	}
+}
+
+func TestGetVideoSizeRefusesFilesWithoutVideo(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	p := New(Deps{OutputDir: out})
+	folder := filepath.Join(out, "abc")
+	os.MkdirAll(filepath.Join(folder, "source"), 0o755)
+	files := map[string]string{
+		"audio": makeAudioOnly(t, filepath.Join(folder, "source", "audio")),
+		"text":  filepath.Join(folder, "source", "text"),
+		"empty": filepath.Join(folder, "source", "empty"),
+	}
+	os.WriteFile(files["text"], []byte("this is not a video\n"), 0o644)
+	os.WriteFile(files["empty"], nil, 0o644)
+	want := map[string]string{"audio": "has no video stream", "text": "is not a media file", "empty": "is empty"}
+	for name, path := range files {
+		_, err := p.GetVideoSize(t.Context(), newTask(t, NameGetVideoSize, []any{map[string]any{
+			"folder_out": folder, "id": "abc", "original_file": path}}, nil))
+		if err == nil || !strings.Contains(err.Error(), want[name]) || !errors.Is(err, ErrBadInput) {
+			t.Errorf("get_video_size(%s) = %v, want %q", name, err, want[name])
+		}
+	}
+	// original_file must lie inside folder_out.
+	_, err := p.GetVideoSize(t.Context(), newTask(t, NameGetVideoSize, []any{map[string]any{
+		"folder_out": folder, "id": "abc", "original_file": "/etc/passwd"}}, nil))
+	if err == nil || !strings.Contains(err.Error(), "not inside folder_out") {
+		t.Errorf("get_video_size(/etc/passwd) = %v", err)
+	}
+}
+
+// TestHostileContexts sends every task contexts whose folder_out or id try
+// to leave the output directory or smuggle shell syntax: each is refused
+// and nothing is written outside the output directory.
+func TestHostileContexts(t *testing.T) {
+	t.Parallel()
+	base := t.TempDir()
+	out := filepath.Join(base, "out")
+	os.MkdirAll(out, 0o755)
+	p := New(Deps{OutputDir: out, InputRoots: []string{base}})
+	handlers := map[string]worker.HandlerFunc{
+		NameDownloadFile: p.DownloadFile, NameGetVideoSize: p.GetVideoSize, NameAddPlaylistHeader: p.AddPlaylistHeader,
+		NameComputeTargetSize: p.ComputeTargetSize, NameTranscode: p.Transcode, NameChunkHLS: p.ChunkHLS,
+		NameAddPlaylistInfo: p.AddPlaylistInfo, NameChunkDash: p.ChunkDash, NameNotify: p.Notify,
+	}
+	contexts := []map[string]any{
+		{"folder_out": out + "/../escaped", "id": "abc"},
+		{"folder_out": base + "/escaped", "id": "abc"},
+		{"folder_out": "/tmp/escaped", "id": "abc"},
+		{"folder_out": "relative/escaped", "id": "abc"},
+		{"folder_out": out, "id": "abc"}, // the root itself
+		{"folder_out": out + "/abc", "id": "../../escaped"},
+		{"folder_out": out + "/abc", "id": "a; touch " + base + "/escaped"},
+		{"folder_out": out + "/abc", "id": "$(touch escaped)"},
+		{"folder_out": out + "/a\nb", "id": "abc"},
+		{"folder_out": out + "/a%d", "id": "abc"},
+	}
+	for _, hostile := range contexts {
+		hostile["url"] = "http://127.0.0.1:1/x.mp4"
+		hostile["original_file"] = "/etc/hostname"
+		hostile["track_width"], hostile["track_height"] = 640, 360
+		hostile["target_width"], hostile["target_height"], hostile["bitrate"] = 320, 180, 300
+		for name, h := range handlers {
+			var args []any
+			kwargs := map[string]any{"main_task_id": "main"}
+			if name == NameDownloadFile {
+				kwargs["context"] = hostile
+			} else {
+				args = []any{hostile}
+			}
+			_, err := h(t.Context(), newTask(t, name, args, kwargs))
+			if err == nil || !errors.Is(err, vhgctx.ErrUnsafePath) {
+				t.Errorf("%s(folder_out=%q, id=%q) = %v, want an unsafe path error", name, hostile["folder_out"], hostile["id"], err)
+			}
+		}
+	}
+	entries, _ := os.ReadDir(base)
+	for _, e := range entries {
+		if e.Name() != "out" {
+			t.Errorf("written outside the output directory: %s", e.Name())
+		}
+	}
+	if entries, _ := os.ReadDir(out); len(entries) != 0 {
+		t.Errorf("hostile contexts wrote into the output directory: %v", entries)
+	}
+}
+
+// startWorker runs the tasks on an in-memory broker with a worker.Server
+// and returns a client to send work and the status recorder.
+func startWorker(t *testing.T, deps Deps) (*worker.Client, *memory.Broker, *statusRecorder) {
+	t.Helper()
+	status := &statusRecorder{}
+	deps.Status = status
+	broker, backend := memory.NewBroker(), memory.NewBackend()
+	mux := worker.NewServeMux()
+	Register(mux, deps)
+	srv := worker.NewServer(worker.Config{Concurrency: 2, ShutdownTimeout: time.Second}, broker, backend, mux, testLog(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Run(ctx); close(done) }()
+	t.Cleanup(func() { srv.StopNow(); cancel(); <-done })
+	return worker.NewClient(broker, worker.ClientConfig{Backend: backend}), broker, status
+}
+
+func countStatus(s []protocol.ResultMeta, state protocol.State) int {
+	n := 0
+	for _, m := range s {
+		if m.Status == state {
+			n++
+		}
+	}
+	return n
+}
+
+// TestWorkflowMessagesMatchCapturedTrace runs encode_workflow on a worker
+// and compares the task names of every message it publishes with the
+// messages Python Celery published for the same workflow.
+func TestWorkflowMessagesMatchCapturedTrace(t *testing.T) {
+	t.Parallel()
+	inputs := t.TempDir()
+	src := makeClip(t, filepath.Join(inputs, "src.mp4"), 640, 360, true)
+	client, broker, status := startWorker(t, Deps{OutputDir: t.TempDir(), InputRoots: []string{inputs}, Preset: "ultrafast",
+		Renditions: []Rendition{{144, 100}, {240, 200}}})
+	root, err := client.SendTask(t.Context(), NameEncodeWorkflow, []any{src}, map[string]any{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := status.waitFor(t, "COMPLETE", func(s []protocol.ResultMeta) bool { return countStatus(s, StateComplete) == 1 })
+	if n := countStatus(s, StatePartial); n != 2 {
+		t.Errorf("%d PARTIAL statuses, want 2", n)
+	}
+	for _, m := range s {
+		if m.TaskID != root {
+			t.Errorf("status %s for %s, want the root %s", m.Status, m.TaskID, root)
+		}
+	}
+	count := func(names []string) map[string]int {
+		m := map[string]int{}
+		for _, n := range names {
+			m[n]++
+		}
+		return m
+	}
+	var ours, python []string
+	for _, p := range broker.Published() {
+		ours = append(ours, p.Envelope.Headers["task"].(string))
+	}
+	for _, m := range readTrace(t) {
+		python = append(python, m.Task)
+	}
+	if got, want := count(ours), count(python); !mapsEqual(got, want) {
+		t.Errorf("task messages published:\n got %v\nwant %v (the Python capture)", got, want)
+	}
+}
+
+func mapsEqual(a, b map[string]int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// TestFailureReportedOnce fails a chord header step of a workflow built
+// with errbacks: its errback reports FAILURE, and the chord error that
+// follows is not reported a second time.
+func TestFailureReportedOnce(t *testing.T) {
+	t.Parallel()
+	inputs := t.TempDir()
+	src := makeClip(t, filepath.Join(inputs, "src.mp4"), 640, 360, false)
+	out := t.TempDir()
+	client, _, status := startWorker(t, Deps{OutputDir: out, InputRoots: []string{inputs}, Preset: "ultrafast"})
+	main := worker.NewTaskID()
+	wf := Workflow{URL: src, FolderOut: filepath.Join(out, "abc"), ID: "abc", MainTaskID: main,
+		Renditions: []Rendition{{180, 300}, {720, 2500}}} // 720 would upscale: compute_target_size fails
+	if _, err := client.Apply(t.Context(), wf.Canvas()); err != nil {
+		t.Fatal(err)
+	}
+	s := status.waitFor(t, "FAILURE", func(s []protocol.ResultMeta) bool { return countStatus(s, protocol.StateFailure) > 0 })
+	time.Sleep(2 * time.Second) // let the chord error and its errback run
+	s = status.statuses()
+	if n := countStatus(s, protocol.StateFailure); n != 1 {
+		t.Fatalf("%d FAILURE statuses, want 1: %v", n, s)
+	}
+	for _, m := range s {
+		if m.Status != protocol.StateFailure {
+			continue
+		}
+		r := m.Result.(map[string]any)
+		if m.TaskID != main || r["exc_type"] != "ValueError" || !strings.Contains(r["error"].(string), "refusing to upscale") {
+			t.Errorf("FAILURE = %+v", m)
+		}
+	}
+	if countStatus(s, StateComplete) != 0 {
+		t.Error("a failed workflow reported COMPLETE")
+	}
+}
+
+// TestMiddlewareReportsPythonCanvasFailure runs a step the way a Python
+// client sends it, with no notify_failure errback: the middleware reports
+// the FAILURE for its root.
+func TestMiddlewareReportsPythonCanvasFailure(t *testing.T) {
+	t.Parallel()
+	out := t.TempDir()
+	client, _, status := startWorker(t, Deps{OutputDir: out})
+	id, err := client.SendTask(t.Context(), NameDownloadFile, nil, map[string]any{"context": map[string]any{
+		"url": "file:///etc/passwd", "folder_out": filepath.Join(out, "abc"), "id": "abc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := status.waitFor(t, "FAILURE", func(s []protocol.ResultMeta) bool { return countStatus(s, protocol.StateFailure) > 0 })
+	r := s[0].Result.(map[string]any)
+	if s[0].TaskID != id || r["task_id"] != id || r["exc_type"] != "ValueError" || !strings.Contains(r["error"].(string), "allows no local inputs") {
+		t.Errorf("FAILURE = %+v", s[0])
+	}
+}

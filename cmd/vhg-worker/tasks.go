@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/vhg/vhg-worker/tasks"
@@ -37,13 +36,11 @@ func (f *taskFlags) add(fs *flag.FlagSet, withInputRoots bool) {
 }
 
 // deps turns the flags into tasks.Deps: the output directory made absolute
-// and created, the renditions parsed, the input roots made absolute.
+// (the tasks create what they write in it), the renditions parsed, the
+// input roots made absolute.
 func (f taskFlags) deps() (tasks.Deps, error) {
 	out, err := filepath.Abs(f.outputDir)
 	if err != nil {
-		return tasks.Deps{}, fmt.Errorf("--output-dir: %w", err)
-	}
-	if err := os.MkdirAll(out, 0o755); err != nil {
 		return tasks.Deps{}, fmt.Errorf("--output-dir: %w", err)
 	}
 	deps := tasks.Deps{OutputDir: out}

@@ -373,6 +373,15 @@ func (c *Client) applyChord(ctx context.Context, sig protocol.Signature, args []
 	if o.chord != nil {
 		body.Options.Chord = o.chord
 	}
+	// The chord's errbacks go to the body and, as in Celery 5.2 where the
+	// chord's options are passed on to the header group, to every member.
+	body.Options.LinkError = append(body.Options.LinkError, sig.Options.LinkError...)
+	if len(sig.Options.LinkError) > 0 {
+		for i := range header {
+			header[i] = header[i].Clone()
+			header[i].Options.LinkError = append(header[i].Options.LinkError, sig.Options.LinkError...)
+		}
+	}
 	freezeChainIDs(&body, rootID)
 	if len(header) == 0 {
 		_, err := c.apply(ctx, body, []any{[]any{}}, applyOptions{parentID: o.parentID, rootID: rootID})

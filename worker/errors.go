@@ -104,8 +104,9 @@ func softTimeLimitExceeded() protocol.ExceptionInfo {
 	return protocol.ExceptionInfo{Module: "billiard.exceptions", Type: "SoftTimeLimitExceeded", Message: []any{"SoftTimeLimitExceeded()"}}
 }
 
-// exceptionFor maps a handler error to the exception a Python client sees.
-func exceptionFor(err error) protocol.ExceptionInfo {
+// ExceptionFor maps a handler error to the exception a Python client sees:
+// a *TaskError gives its own type, any other error builtins.Exception.
+func ExceptionFor(err error) protocol.ExceptionInfo {
 	var te *TaskError
 	if errors.As(err, &te) {
 		module := te.Module

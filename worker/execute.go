@@ -198,7 +198,7 @@ func (s *Server) onFailure(ctx context.Context, r *request, err error, log logru
 		s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, taskRevoked("terminated"))
 		return
 	default:
-		exc = exceptionFor(err)
+		exc = ExceptionFor(err)
 	}
 	tb := traceback(r.msg.Task, r.msg.ID, exc, err)
 	log.WithError(err).Error("task failed")
@@ -245,7 +245,7 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 	var exc any
 	tb := ""
 	if retry.Cause != nil {
-		info := exceptionFor(retry.Cause)
+		info := ExceptionFor(retry.Cause)
 		exc = info
 		tb = traceback(r.msg.Task, r.msg.ID, protocol.ExceptionInfo{Module: "celery.exceptions", Type: "Retry", Message: []any{retry.Error()}}, retry.Cause)
 	}

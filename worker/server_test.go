@@ -6,6 +6,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -486,6 +487,35 @@ func TestTrackStartedMeta(t *testing.T) {
 		t.Fatalf("history = %+v, want STARTED then SUCCESS", h)
 	}
 	assertJSONEqual(t, "STARTED meta", h[0].Result, map[string]any{"pid": os.Getpid(), "hostname": "celery@gohost"})
+}
+
+// TestStoredChildrenIsAList checks that every state the worker stores for a
+// request has "children": [] when there are none, as a Python worker writes
+// (null means "stored without a request").
+func TestStoredChildrenIsAList(t *testing.T) {
+	t.Parallel()
+	mux := worker.NewServeMux()
+	mux.HandleFunc("t.ok", func(ctx context.Context, task *worker.Task) (any, error) {
+		return "ok", task.UpdateState(ctx, "", "PROGRESS", map[string]any{"done": 1})
+	}, worker.TrackStarted())
+	mux.HandleFunc("t.fail", failHandler)
+	w := startWorker(t, mux, worker.Config{})
+	ids := []string{w.send(t, newMsg("t.ok")), w.send(t, newMsg("t.fail")), w.send(t, newMsg("t.nobody.runs.this"))}
+	for _, id := range ids {
+		w.result(t, id)
+	}
+	for _, m := range w.backend.History() {
+		data, err := m.JSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), `"children": []`) {
+			t.Errorf("%s stored %s", m.Status, data)
+		}
+	}
+	if n := len(w.backend.History()); n != 5 {
+		t.Errorf("%d states stored, want STARTED, PROGRESS, SUCCESS, FAILURE, FAILURE", n)
+	}
 }
 
 // TestGracefulStop checks the soft stop: the running task finishes and is

@@ -35,13 +35,20 @@ func (e hardTimeLimitError) Error() string {
 //     finished (requeue, so another worker runs it).
 func (s *Server) execute(r *request) {
 	log := r.log
+	ctx, cancel := context.WithCancelCause(s.hardCtx)
+	defer cancel(nil)
+	// Tracked before the revocation check, so that a revoke racing with
+	// the start either finds the id here or is seen by the check.
+	s.track(r, cancel)
+	defer s.untrack(r.msg.ID)
+	if s.discardRevoked(ctx, r) {
+		return
+	}
 	if !r.config.AcksLate {
 		r.ack(log)
 	}
-	ctx, cancel := context.WithCancelCause(s.hardCtx)
-	defer cancel(nil)
-	s.track(r.msg.ID, cancel)
-	defer s.untrack(r.msg.ID)
+	s.countStarted(r)
+	s.notify(TaskEvent{Type: protocol.EventTaskStarted, Msg: r.msg})
 
 	if r.config.TrackStarted && !r.ignoreResult() {
 		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateStarted,
@@ -66,6 +73,7 @@ func (s *Server) execute(r *request) {
 	log.Info("task started")
 	result, err := s.call(runCtx, r.handler, task)
 	runtime := time.Since(start)
+	r.runtime = runtime
 
 	// A cancellation cause turns whatever the handler returned into the
 	// matching Celery failure.
@@ -102,6 +110,7 @@ func (s *Server) execute(r *request) {
 				s.onFailure(ctx, r, err, log)
 			}
 			r.reject(log, reject.Requeue)
+			s.notify(TaskEvent{Type: protocol.EventTaskRejected, Msg: r.msg, Requeue: reject.Requeue})
 			return
 		default:
 			s.onFailure(ctx, r, err, log)
@@ -135,9 +144,20 @@ func (r *request) timeLimits() (hard, soft time.Duration) {
 	return hard, soft
 }
 
-func (s *Server) track(id string, cancel context.CancelCauseFunc) {
+// track records r as running (see Active).
+func (s *Server) track(r *request, cancel context.CancelCauseFunc) {
 	s.mu.Lock()
-	s.running[id] = cancel
+	s.running[r.msg.ID] = &runningTask{r: r, cancel: cancel, start: time.Now()}
+	delete(s.held, r)
+	s.mu.Unlock()
+}
+
+// countStarted counts r as processed, as Celery counts a task when the
+// pool accepts it (stats "total", heartbeat "processed").
+func (s *Server) countStarted(r *request) {
+	s.mu.Lock()
+	s.total[r.msg.Task]++
+	s.processed++
 	s.mu.Unlock()
 }
 
@@ -149,14 +169,32 @@ func (s *Server) untrack(id string) {
 
 // Terminate cancels a running task with ErrRevoked (revoke --terminate).
 // It reports whether the task was running here.
-func (s *Server) Terminate(id string) bool {
+func (s *Server) Terminate(id string) bool { return s.terminate(id, sigterm) }
+
+// sigterm is the signal number Celery reports for a default terminate.
+const sigterm = 15
+
+func (s *Server) terminate(id string, signum int) bool {
 	s.mu.Lock()
-	cancel, ok := s.running[id]
+	rt, ok := s.running[id]
+	if ok {
+		rt.signum = signum
+	}
 	s.mu.Unlock()
 	if ok {
-		cancel(ErrRevoked)
+		rt.cancel(ErrRevoked)
 	}
 	return ok
+}
+
+// terminatedWith returns the signal a running task was terminated with.
+func (s *Server) terminatedWith(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt, ok := s.running[id]; ok && rt.signum != 0 {
+		return rt.signum
+	}
+	return sigterm
 }
 
 type timeLimitFailure struct {
@@ -183,6 +221,7 @@ func (s *Server) onSuccess(ctx context.Context, r *request, result any, log logr
 		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateSuccess, Result: result, Children: children})
 	}
 	log.Info("task succeeded")
+	s.notify(TaskEvent{Type: protocol.EventTaskSucceeded, Msg: r.msg, Result: result, Runtime: r.runtime})
 	s.client.chordPartReturn(ctx, r.msg, protocol.StateSuccess, result)
 }
 
@@ -196,6 +235,7 @@ func (s *Server) onFailure(ctx context.Context, r *request, err error, log logru
 		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: taskRevoked("terminated")})
 		log.Warn("task terminated")
 		s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, taskRevoked("terminated"))
+		s.notify(TaskEvent{Type: protocol.EventTaskRevoked, Msg: r.msg, Terminated: true, Signum: s.terminatedWith(r.msg.ID), Runtime: r.runtime})
 		return
 	default:
 		exc = ExceptionFor(err)
@@ -205,6 +245,7 @@ func (s *Server) onFailure(ctx context.Context, r *request, err error, log logru
 	if !r.ignoreResult() {
 		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
 	}
+	s.notify(TaskEvent{Type: protocol.EventTaskFailed, Msg: r.msg, Exception: exc, Traceback: tb, Runtime: r.runtime})
 	s.client.afterFailure(ctx, r.msg, exc, tb)
 }
 
@@ -253,4 +294,10 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 	if !r.ignoreResult() {
 		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRetry, Result: exc, Traceback: tb})
 	}
+	event := TaskEvent{Type: protocol.EventTaskRetried, Msg: r.msg, Traceback: tb, Runtime: r.runtime,
+		Exception: protocol.ExceptionInfo{Module: "celery.exceptions", Type: "Retry", Message: []any{retry.Error()}}}
+	if info, ok := exc.(protocol.ExceptionInfo); ok {
+		event.Exception = info
+	}
+	s.notify(event)
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -73,8 +74,17 @@ type Server struct {
 	hardCtx  context.Context
 	hardStop context.CancelCauseFunc
 
-	mu      sync.Mutex
-	running map[string]context.CancelCauseFunc // task id -> cancel
+	clock     protocol.LamportClock
+	revoked   *revokedSet
+	observers []Observer
+	created   time.Time
+	consuming atomic.Bool
+
+	mu        sync.Mutex
+	running   map[string]*runningTask // task id -> its request and cancel
+	held      map[*request]bool       // received, not started -> waiting for its ETA
+	total     map[string]int          // tasks started, by name
+	processed int                     // tasks started
 }
 
 // NewServer returns a Server. backend may be nil to store no results.
@@ -91,7 +101,11 @@ func NewServer(cfg Config, broker Broker, backend Backend, mux *ServeMux, log lo
 		backend: backend,
 		mux:     mux,
 		log:     log,
-		running: make(map[string]context.CancelCauseFunc),
+		revoked: newRevokedSet(revokedMaxLen, revokedExpires),
+		created: time.Now(),
+		running: make(map[string]*runningTask),
+		held:    make(map[*request]bool),
+		total:   make(map[string]int),
 	}
 	s.client = NewClient(broker, ClientConfig{Routes: cfg.Routes, DefaultQueue: cfg.DefaultQueue, Origin: cfg.NodeName, Backend: backend, Log: log})
 	s.hardCtx, s.hardStop = context.WithCancelCause(context.Background())
@@ -120,6 +134,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("worker: consume %v: %w", s.cfg.Queues, err)
 	}
+	s.consuming.Store(true)
 	s.log.WithFields(logrus.Fields{
 		"node": s.cfg.NodeName, "queues": s.cfg.Queues,
 		"concurrency": s.cfg.Concurrency, "prefetch": prefetch,
@@ -140,6 +155,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	var held sync.WaitGroup // messages waiting for their ETA or a free slot
 	consumeErr := s.consume(ctx, deliveries, work, &held)
+	s.consuming.Store(false)
 
 	held.Wait() // they see ctx done and requeue themselves
 	close(work)
@@ -176,6 +192,7 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 			if r == nil {
 				continue
 			}
+			s.hold(r, !r.msg.ETA.IsZero() && time.Now().Before(r.msg.ETA))
 			held.Add(1)
 			go func() {
 				defer held.Done()
@@ -186,7 +203,8 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 }
 
 // hand waits for the request's ETA, then for a free slot, and gives it to
-// the pool; on stop it requeues the message instead.
+// the pool; on stop it requeues the message instead. The request stays
+// held (see Reserved and Scheduled) until execute takes it.
 func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
 		timer := time.NewTimer(wait)
@@ -194,17 +212,21 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 		select {
 		case <-timer.C:
 		case <-ctx.Done():
+			s.unhold(r)
 			r.requeue(s.log)
 			return
 		}
-		// Expiry and revocation are checked again before running.
+		// Expiry is checked again before running (revocation in execute).
 		if s.expired(ctx, r) {
+			s.unhold(r)
 			return
 		}
+		s.hold(r, false)
 	}
 	select {
 	case work <- r:
 	case <-ctx.Done():
+		s.unhold(r)
 		r.requeue(s.log)
 	}
 }
@@ -216,24 +238,26 @@ type request struct {
 	handler  Handler
 	config   TaskConfig
 	log      logrus.FieldLogger
-	acked    bool
+	// acked is set once the message is settled; inspect reads it from
+	// other goroutines.
+	acked atomic.Bool
+	// runtime is how long the handler ran, for the outcome's event.
+	runtime time.Duration
 }
 
 func (r *request) ack(log logrus.FieldLogger) {
-	if r.acked {
+	if r.acked.Swap(true) {
 		return
 	}
-	r.acked = true
 	if err := r.delivery.Ack(); err != nil {
 		log.WithError(err).Error("ack failed; the broker will redeliver the message")
 	}
 }
 
 func (r *request) reject(log logrus.FieldLogger, requeue bool) {
-	if r.acked {
+	if r.acked.Swap(true) {
 		return
 	}
-	r.acked = true
 	if err := r.delivery.Reject(requeue); err != nil {
 		log.WithError(err).Error("reject failed")
 	}
@@ -256,17 +280,20 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 		// Celery: log, reject without requeue, store NotRegistered.
 		log.Error("received unregistered task; rejecting it (is a worker for it consuming this queue?)")
 		exc := notRegistered(msg.Task)
-		s.storeFailure(ctx, msg, exc, traceback(msg.Task, msg.ID, exc, nil))
+		tb := traceback(msg.Task, msg.ID, exc, nil)
+		s.storeFailure(ctx, msg, exc, tb)
+		s.notify(TaskEvent{Type: protocol.EventTaskFailed, Msg: msg, Exception: exc, Traceback: tb})
 		if err := d.Reject(false); err != nil {
 			log.WithError(err).Error("reject failed")
 		}
 		return nil
 	}
 	r := &request{delivery: d, msg: msg, handler: h, config: cfg, log: log}
-	if s.expired(ctx, r) {
+	if s.expired(ctx, r) || s.discardRevoked(ctx, r) {
 		return nil
 	}
 	log.WithField("eta", msg.ETA).Debug("task received")
+	s.notify(TaskEvent{Type: protocol.EventTaskReceived, Msg: msg})
 	return r
 }
 
@@ -279,6 +306,24 @@ func (s *Server) expired(ctx context.Context, r *request) bool {
 	r.log.WithField("expires", r.msg.Expires).Info("task expired; storing REVOKED")
 	exc := taskRevoked("expired")
 	s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
+	s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, exc)
+	s.notify(TaskEvent{Type: protocol.EventTaskRevoked, Msg: r.msg, Expired: true})
+	r.ack(r.log)
+	return true
+}
+
+// discardRevoked settles a request whose id was revoked, on arrival and
+// again just before it runs: REVOKED "revoked" stored, task-revoked sent,
+// message acknowledged, as Celery does.
+func (s *Server) discardRevoked(ctx context.Context, r *request) bool {
+	if !s.isRevoked(r.msg.ID) {
+		return false
+	}
+	r.log.Info("discarding revoked task; storing REVOKED")
+	exc := taskRevoked("revoked")
+	s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
+	s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, exc)
+	s.notify(TaskEvent{Type: protocol.EventTaskRevoked, Msg: r.msg})
 	r.ack(r.log)
 	return true
 }

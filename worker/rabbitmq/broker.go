@@ -35,8 +35,10 @@ const DefaultURL = "amqp://guest:guest@localhost:5672//"
 
 // Broker is a connection to RabbitMQ used as a Celery broker.
 type Broker struct {
-	conn *amqp.Connection
-	log  logrus.FieldLogger
+	conn      *amqp.Connection
+	log       logrus.FieldLogger
+	url       string
+	heartbeat time.Duration
 
 	pubMu    sync.Mutex
 	pubCh    *amqp.Channel // publisher confirms on
@@ -44,6 +46,9 @@ type Broker struct {
 
 	consumeMu sync.Mutex
 	consumeCh []*amqp.Channel
+
+	eventMu sync.Mutex
+	eventCh *amqp.Channel // events: no confirms, opened on first use
 }
 
 var _ worker.Broker = (*Broker)(nil)
@@ -80,7 +85,7 @@ func Dial(cfg Config) (*Broker, error) {
 		conn.Close()
 		return nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
 	}
-	return &Broker{conn: conn, log: log, pubCh: ch, declared: make(map[string]bool)}, nil
+	return &Broker{conn: conn, log: log, url: cfg.URL, heartbeat: cfg.Heartbeat, pubCh: ch, declared: make(map[string]bool)}, nil
 }
 
 // amqpURL turns Celery's URL forms into what amqp091 parses: the vhost "//"
@@ -113,6 +118,29 @@ func Redact(raw string) string {
 // Close closes the connection; unacknowledged deliveries are requeued by the
 // broker.
 func (b *Broker) Close() error { return b.conn.Close() }
+
+// Connected reports whether the connection is open.
+func (b *Broker) Connected() bool { return !b.conn.IsClosed() }
+
+// Info describes the connection as Celery's `inspect stats` reports it
+// ("broker"), without the password.
+func (b *Broker) Info() map[string]any {
+	info := map[string]any{
+		"hostname": "localhost", "userid": "guest", "virtual_host": "/", "port": 5672,
+		"insist": false, "ssl": false, "transport": "amqp", "connect_timeout": 4,
+		"transport_options": map[string]any{}, "login_method": "PLAIN", "uri_prefix": nil,
+		"heartbeat": b.heartbeat.Seconds(), "failover_strategy": "round-robin", "alternates": []any{},
+	}
+	u, err := amqp.ParseURI(amqpURL(b.url))
+	if err != nil {
+		return info
+	}
+	info["hostname"], info["port"], info["userid"], info["virtual_host"] = u.Host, u.Port, u.Username, u.Vhost
+	if u.Scheme == "amqps" {
+		info["ssl"] = true
+	}
+	return info
+}
 
 // NotifyClose returns a channel that receives the error closing the
 // connection (nil after Close).

@@ -1,0 +1,178 @@
+// Package metrics exposes a worker's task counters to Prometheus and its
+// health to load balancers and orchestrators.
+//
+// # Metrics
+//
+// A Collector is a worker.Observer: add it with Server.Observe and every
+// task outcome is counted by task name. The gauges read the Server when
+// scraped. Everything is registered on the prometheus.Registerer passed
+// in, never on the global one.
+//
+//	vhg_worker_tasks_received_total{task}    messages accepted for running
+//	vhg_worker_tasks_succeeded_total{task}
+//	vhg_worker_tasks_failed_total{task}
+//	vhg_worker_tasks_retried_total{task}
+//	vhg_worker_tasks_revoked_total{task}     revoked, expired or terminated
+//	vhg_worker_tasks_rejected_total{task}
+//	vhg_worker_task_runtime_seconds{task}    histogram of handler run times
+//	vhg_worker_tasks_active                  tasks running now
+//	vhg_worker_tasks_held                    received, waiting for a slot or an ETA
+//	vhg_worker_ffmpeg_seconds_total{task}    time spent in tasks that run ffmpeg
+//	vhg_worker_broker_disconnects_total      broker connections lost
+//
+// # Health
+//
+// Handler serves /metrics and /healthz; /healthz answers 200 while the
+// health check passes (broker connected, worker consuming) and 503 with
+// the reason otherwise.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/vhg/vhg-worker/protocol"
+	"github.com/vhg/vhg-worker/worker"
+)
+
+// Source is what the gauges read when scraped; *worker.Server is one.
+type Source interface {
+	Stats() worker.Stats
+}
+
+// Config configures a Collector. Every zero value has the meaning given.
+type Config struct {
+	// FFmpegTasks names the tasks whose run time counts as ffmpeg time
+	// (their handlers spend it in ffmpeg); empty counts none.
+	FFmpegTasks []string
+	// RuntimeBuckets are the histogram buckets in seconds; nil means
+	// DefaultRuntimeBuckets.
+	RuntimeBuckets []float64
+}
+
+// DefaultRuntimeBuckets span quick bookkeeping tasks to hour-long encodes.
+var DefaultRuntimeBuckets = []float64{0.005, 0.025, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600}
+
+// Collector counts task outcomes; it implements worker.Observer.
+type Collector struct {
+	received    *prometheus.CounterVec
+	succeeded   *prometheus.CounterVec
+	failed      *prometheus.CounterVec
+	retried     *prometheus.CounterVec
+	revoked     *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
+	runtime     *prometheus.HistogramVec
+	ffmpeg      *prometheus.CounterVec
+	disconnects prometheus.Counter
+	ffmpegTasks map[string]bool
+}
+
+var _ worker.Observer = (*Collector)(nil)
+
+// New registers the worker's metrics on reg and returns their Collector.
+func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) {
+	buckets := cfg.RuntimeBuckets
+	if buckets == nil {
+		buckets = DefaultRuntimeBuckets
+	}
+	byTask := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "vhg_worker", Name: name, Help: help}, []string{"task"})
+	}
+	c := &Collector{
+		received:  byTask("tasks_received_total", "Task messages received and accepted for running, by task name."),
+		succeeded: byTask("tasks_succeeded_total", "Tasks that succeeded, by task name."),
+		failed:    byTask("tasks_failed_total", "Tasks that failed (including unknown task names), by task name."),
+		retried:   byTask("tasks_retried_total", "Tasks that asked to be retried, by task name."),
+		revoked:   byTask("tasks_revoked_total", "Tasks revoked, expired or terminated, by task name."),
+		rejected:  byTask("tasks_rejected_total", "Task messages rejected by their handler, by task name."),
+		runtime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "vhg_worker", Name: "task_runtime_seconds",
+			Help: "How long task handlers ran, by task name.", Buckets: buckets,
+		}, []string{"task"}),
+		ffmpeg: byTask("ffmpeg_seconds_total", "Seconds spent running the tasks that run ffmpeg, by task name."),
+		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "vhg_worker", Name: "broker_disconnects_total",
+			Help: "Broker connections lost.",
+		}),
+		ffmpegTasks: make(map[string]bool, len(cfg.FFmpegTasks)),
+	}
+	for _, name := range cfg.FFmpegTasks {
+		c.ffmpegTasks[name] = true
+	}
+	active := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "vhg_worker", Name: "tasks_active", Help: "Tasks running now.",
+	}, func() float64 { return float64(src.Stats().Active) })
+	held := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "vhg_worker", Name: "tasks_held",
+		Help: "Task messages prefetched and held: waiting for a free slot or for their ETA.",
+	}, func() float64 { return float64(src.Stats().Held) })
+	for _, m := range []prometheus.Collector{
+		c.received, c.succeeded, c.failed, c.retried, c.revoked, c.rejected,
+		c.runtime, c.ffmpeg, c.disconnects, active, held,
+	} {
+		if err := reg.Register(m); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// ObserveTask implements worker.Observer.
+func (c *Collector) ObserveTask(e worker.TaskEvent) {
+	task := e.Msg.Task
+	switch e.Type {
+	case protocol.EventTaskReceived:
+		c.received.WithLabelValues(task).Inc()
+	case protocol.EventTaskSucceeded:
+		c.succeeded.WithLabelValues(task).Inc()
+		c.ran(task, e.Runtime)
+	case protocol.EventTaskFailed:
+		c.failed.WithLabelValues(task).Inc()
+		c.ran(task, e.Runtime)
+	case protocol.EventTaskRetried:
+		c.retried.WithLabelValues(task).Inc()
+		c.ran(task, e.Runtime)
+	case protocol.EventTaskRevoked:
+		c.revoked.WithLabelValues(task).Inc()
+		if e.Terminated {
+			c.ran(task, e.Runtime)
+		}
+	case protocol.EventTaskRejected:
+		c.rejected.WithLabelValues(task).Inc()
+	}
+}
+
+// ran records a handler's run time. A failure before the handler ran (an
+// unknown task name) has no run time and is not recorded.
+func (c *Collector) ran(task string, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	c.runtime.WithLabelValues(task).Observe(d.Seconds())
+	if c.ffmpegTasks[task] {
+		c.ffmpeg.WithLabelValues(task).Add(d.Seconds())
+	}
+}
+
+// BrokerDisconnected counts a lost broker connection.
+func (c *Collector) BrokerDisconnected() { c.disconnects.Inc() }
+
+// Handler serves the metrics gathered from g at /metrics and the health
+// check at /healthz: 200 "ok" when health returns nil, else 503 and the
+// error.
+func Handler(g prometheus.Gatherer, health func() error) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := health(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(err.Error() + "\n"))
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	return mux
+}

@@ -373,7 +373,7 @@ func (s *Server) store(ctx context.Context, req *protocol.Message, meta protocol
 	// Results outlive a soft stop: store them even when ctx is cancelled.
 	err := s.backend.Store(context.WithoutCancel(ctx), meta, to)
 	if err != nil {
-		s.log.WithError(err).WithFields(logrus.Fields{"id": meta.TaskID, "state": meta.Status}).Error("storing result failed")
+		s.log.WithError(err).WithFields(logrus.Fields{"task": req.Task, "id": meta.TaskID, "state": meta.Status}).Error("storing result failed")
 	}
 	return err
 }

@@ -140,8 +140,12 @@ func sum(values []any) (any, error) {
 }
 
 type goWorkerOptions struct {
-	backend string // "redis" (default), "rpc" or "amqp"
-	node    string
+	backend     string // "redis" (default), "rpc" or "amqp"
+	node        string
+	concurrency int // 0 means 4
+	// setup, when set, runs before the worker starts, with the ctx that
+	// stops it (the ops tests start events, remote control and metrics).
+	setup func(ctx context.Context, srv *worker.Server, broker *rabbitmq.Broker)
 }
 
 // startGoWorker runs an in-process Go worker on queue until the test ends.
@@ -171,9 +175,15 @@ func startGoWorker(t *testing.T, queue string, o goWorkerOptions) (*worker.Serve
 	if o.node == "" {
 		o.node = "go-" + queue + "@test"
 	}
-	srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: 4, NodeName: o.node, ShutdownTimeout: 5 * time.Second},
+	if o.concurrency == 0 {
+		o.concurrency = 4
+	}
+	srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: o.concurrency, NodeName: o.node, ShutdownTimeout: 5 * time.Second},
 		broker, backend, interopMux(), log)
 	ctx, cancel := context.WithCancel(context.Background())
+	if o.setup != nil {
+		o.setup(ctx, srv, broker)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() {

@@ -29,6 +29,7 @@ type workerFlags struct {
 	nodeName           string
 	logLevel           string
 	taskEvents         bool
+	metricsAddr        string
 	shutdownTimeout    time.Duration
 	tasks              taskFlags
 }
@@ -45,11 +46,13 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.IntVar(&f.concurrency, "c", runtime.NumCPU(), "number of tasks run at once")
 	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "same as -c")
 	fs.IntVar(&f.prefetchMultiplier, "prefetch-multiplier", 4, "prefetch count = concurrency x this")
-	fs.StringVar(&f.nodeName, "n", "celery@%h", "node name; %h is the host name")
+	fs.StringVar(&f.nodeName, "n", "celery@%h", "node name; %h is the host name, %n its first label, %d its domain")
 	fs.StringVar(&f.nodeName, "hostname", "celery@%h", "same as -n")
 	fs.StringVar(&f.logLevel, "l", "info", "log level: debug, info, warning, error")
 	fs.StringVar(&f.logLevel, "loglevel", "info", "same as -l")
-	fs.BoolVar(&f.taskEvents, "E", false, "send task events (for Flower)")
+	fs.BoolVar(&f.taskEvents, "E", false, "send task events (for Flower); worker events are always sent")
+	fs.BoolVar(&f.taskEvents, "task-events", false, "same as -E")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address, e.g. :9808 (empty: off)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a first SIGTERM/SIGINT waits for running tasks")
 	f.tasks.add(fs, true)
 	if err := fs.Parse(args); err != nil {
@@ -83,11 +86,6 @@ func newLogger(level string) (*logrus.Logger, error) {
 	return log, nil
 }
 
-func nodeName(pattern string) string {
-	host, _ := os.Hostname()
-	return strings.ReplaceAll(pattern, "%h", host)
-}
-
 func runWorker(args []string) int {
 	f, err := parseWorkerFlags(args)
 	if errors.Is(err, flag.ErrHelp) {
@@ -106,6 +104,11 @@ func runWorker(args []string) int {
 	deps, err := f.tasks.deps()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
+		return 2
+	}
+	node, err := expandNodeName(f.nodeName, hostname())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker worker: -n: %v\n", err)
 		return 2
 	}
 
@@ -135,12 +138,27 @@ func runWorker(args []string) int {
 		Queues:             splitList(f.queues),
 		Concurrency:        f.concurrency,
 		PrefetchMultiplier: f.prefetchMultiplier,
-		NodeName:           nodeName(f.nodeName),
+		NodeName:           node,
 		ShutdownTimeout:    f.shutdownTimeout,
 	}, broker, backend, mux, log)
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	operations, err := newOps(srv, broker, opsConfig{
+		taskEvents:  f.taskEvents,
+		metricsAddr: f.metricsAddr,
+		ffmpegTasks: ffmpegTasks,
+		shutdown:    stop,
+		conf: map[string]any{
+			"broker_url":     rabbitmq.Redact(f.broker),
+			"result_backend": rabbitmq.Redact(f.resultBackend),
+		},
+		log: log,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
+		return 1
+	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
@@ -160,11 +178,16 @@ func runWorker(args []string) int {
 	go func() {
 		if err, ok := <-connLost; ok && err != nil {
 			log.WithError(err).Error("broker connection lost")
+			operations.metrics.BrokerDisconnected()
 			stop()
 		}
 	}()
 
-	if err := srv.Run(ctx); err != nil {
+	operations.start(ctx)
+	err = srv.Run(ctx)
+	stop()
+	operations.stop()
+	if err != nil {
 		log.WithError(err).Error("worker stopped with an error")
 		return 1
 	}

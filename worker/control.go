@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -190,6 +191,7 @@ type controlCommand func(c *Control, args map[string]any) (any, error)
 // as in celery/worker/control.py.
 var controlCommands = map[string]controlCommand{
 	"ping":           (*Control).ping,
+	"report":         (*Control).report,
 	"clock":          (*Control).clock,
 	"stats":          (*Control).stats,
 	"active":         (*Control).active,
@@ -223,6 +225,12 @@ var errNoReply = errors.New("worker: no reply")
 // node, and whether a reply is sent at all. An unknown command or a failed
 // one gives {"error": "<Python repr>"}, as kombu answers.
 func (c *Control) Handle(method string, args map[string]any) (result any, reply bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.WithField("method", method).WithField("panic", p).Error("control command panicked")
+			result, reply = map[string]any{"error": fmt.Sprintf("RuntimeError(%s)", protocol.PythonRepr(fmt.Sprint(p)))}, true
+		}
+	}()
 	cmd, ok := controlCommands[method]
 	if !ok {
 		c.log.WithField("method", method).Error("no such control command")
@@ -263,6 +271,13 @@ func errorRepr(err error) string {
 func okReply(msg string) map[string]any { return map[string]any{"ok": msg} }
 
 func (c *Control) ping(map[string]any) (any, error) { return okReply("pong"), nil }
+
+// report answers `celery inspect report` with what identifies this worker.
+func (c *Control) report(map[string]any) (any, error) {
+	return okReply(fmt.Sprintf("software -> %s (Celery %s protocol) %s\nplatform -> system:%s arch:%s\nnode -> %s\nqueues -> %s",
+		protocol.EventSoftwareImpl, protocol.EventSoftwareVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH,
+		c.srv.cfg.NodeName, strings.Join(c.srv.cfg.Queues, ", "))), nil
+}
 
 func (c *Control) clock(map[string]any) (any, error) {
 	return map[string]any{"clock": c.srv.clock.Value()}, nil

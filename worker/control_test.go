@@ -199,6 +199,9 @@ func TestControlCommands(t *testing.T) {
 		t.Errorf("heartbeat command sent %v, want one worker-heartbeat", pub.types())
 	}
 
+	if report := handle(t, c, "report", nil).(map[string]any)["ok"].(string); !strings.Contains(report, "node -> w1@host") {
+		t.Errorf("report = %q", report)
+	}
 	queues := handle(t, c, "active_queues", nil).([]any)
 	if len(queues) != 2 || queues[1].(map[string]any)["name"] != "q2" || queues[1].(map[string]any)["durable"] != true {
 		t.Errorf("active_queues = %v", queues)

@@ -239,7 +239,7 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 				step.Options.Chord = o.chord
 			}
 		}
-		step.Options.LinkError = append(step.Options.LinkError, sig.Options.LinkError...)
+		step = withErrbacks(step, sig.Options.LinkError)
 		prepared = append(prepared, step)
 	}
 	if len(sig.Options.Link) > 0 {
@@ -263,6 +263,37 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 		return "", err
 	}
 	return lastTaskID(prepared[0]), nil
+}
+
+// withErrbacks links errbacks to a step as Celery's link_error methods do
+// (canvas.py, 5.2): a chord links them to its body only, a group to every
+// member, any other signature to its own options.
+func withErrbacks(s protocol.Signature, errbacks []protocol.Signature) protocol.Signature {
+	if len(errbacks) == 0 {
+		return s
+	}
+	switch {
+	case isChord(s):
+		_, body, err := s.ChordParts()
+		if err != nil {
+			break
+		}
+		s.Kwargs["body"] = withErrbacks(body, errbacks).Map()
+		return s
+	case isGroup(s):
+		members, err := s.GroupTasks()
+		if err != nil {
+			break
+		}
+		list := make([]any, len(members))
+		for i, m := range members {
+			list[i] = withErrbacks(m, errbacks).Map()
+		}
+		s.Kwargs["tasks"] = list
+		return s
+	}
+	s.Options.LinkError = append(s.Options.LinkError, errbacks...)
+	return s
 }
 
 // lastTaskID is the id a client holds for a frozen signature's result.

@@ -605,7 +605,7 @@ func (c *Client) afterFailure(ctx context.Context, req *protocol.Message, exc pr
 	}
 	o := applyOptions{parentID: req.ID, rootID: rootIDOf(req)}
 	if _, err := c.apply(ctx, protocol.NewGroup(req.Errbacks...), []any{req.ID}, o); err != nil {
-		c.logError(err, "applying errbacks failed")
+		c.logError(req, err, "applying errbacks failed")
 	}
 }
 
@@ -677,7 +677,7 @@ func (c *Client) completeChord(ctx context.Context, req *protocol.Message, body 
 func (c *Client) chordError(ctx context.Context, req *protocol.Message, body protocol.Signature, reason string) {
 	exc := protocol.ExceptionInfo{Module: "celery.exceptions", Type: "ChordError", Message: []any{reason}}
 	tb := traceback(body.Task, lastTaskID(body), exc, nil)
-	c.logError(errors.New(reason), "chord failed")
+	c.logError(req, errors.New(reason), "chord failed")
 	for _, id := range taskIDsOf(body) {
 		c.storeState(ctx, req, protocol.ResultMeta{TaskID: id, Status: protocol.StateFailure, Result: exc, Traceback: tb, DateDone: time.Now().UTC()})
 	}
@@ -693,7 +693,7 @@ func (c *Client) chordError(ctx context.Context, req *protocol.Message, body pro
 	failedID := lastTaskID(body)
 	o := applyOptions{parentID: failedID, rootID: rootIDOf(req)}
 	if _, err := c.apply(ctx, protocol.NewGroup(errbacks...), []any{failedID}, o); err != nil {
-		c.logError(err, "applying chord errbacks failed")
+		c.logError(req, err, "applying chord errbacks failed")
 	}
 }
 
@@ -723,6 +723,6 @@ func (c *Client) storeState(ctx context.Context, req *protocol.Message, meta pro
 	}
 	to := ReplyRoute{ReplyTo: req.ReplyTo, CorrelationID: req.CorrelationID}
 	if err := c.cfg.Backend.Store(context.WithoutCancel(ctx), meta, to); err != nil {
-		c.logError(err, "storing state failed")
+		c.logError(req, err, "storing state of "+meta.TaskID+" failed")
 	}
 }

@@ -113,10 +113,13 @@ func (c *Client) publish(ctx context.Context, msg *protocol.Message, to Route) e
 	return nil
 }
 
-func (c *Client) logError(err error, msg string) {
-	if c.cfg.Log != nil {
-		c.cfg.Log.WithError(err).Error(msg)
+// logError logs an error that cannot be returned, with the task it
+// happened for, so an operator can grep for the task id.
+func (c *Client) logError(req *protocol.Message, err error, msg string) {
+	if c.cfg.Log == nil {
+		return
 	}
+	c.cfg.Log.WithError(err).WithFields(logrus.Fields{"task": req.Task, "id": req.ID}).Error(msg)
 }
 
 // NewTaskID returns a random (version 4) UUID, as Celery's task ids are.

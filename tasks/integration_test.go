@@ -379,18 +379,26 @@ func TestHostileContexts(t *testing.T) {
 // startWorker runs the tasks on an in-memory broker with a worker.Server
 // and returns a client to send work and the status recorder.
 func startWorker(t *testing.T, deps Deps) (*worker.Client, *memory.Broker, *statusRecorder) {
+	client, broker, status, _ := startServer(t, deps)
+	return client, broker, status
+}
+
+// startServer runs a worker with the pipeline (and its RevokedStatus
+// observer) on the memory broker until the test ends.
+func startServer(t *testing.T, deps Deps) (*worker.Client, *memory.Broker, *statusRecorder, *worker.Server) {
 	t.Helper()
 	status := &statusRecorder{}
 	deps.Status = status
 	broker, backend := memory.NewBroker(), memory.NewBackend()
 	mux := worker.NewServeMux()
-	Register(mux, deps)
+	p := Register(mux, deps)
 	srv := worker.NewServer(worker.Config{Concurrency: 2, ShutdownTimeout: time.Second}, broker, backend, mux, testLog(t))
+	srv.Observe(p.RevokedStatus(testLog(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { srv.Run(ctx); close(done) }()
 	t.Cleanup(func() { srv.StopNow(); cancel(); <-done })
-	return worker.NewClient(broker, worker.ClientConfig{Backend: backend}), broker, status
+	return worker.NewClient(broker, worker.ClientConfig{Backend: backend}), broker, status, srv
 }
 
 func countStatus(s []protocol.ResultMeta, state protocol.State) int {
@@ -507,5 +515,66 @@ func TestMiddlewareReportsPythonCanvasFailure(t *testing.T) {
 	r := s[0].Result.(map[string]any)
 	if s[0].TaskID != id || r["task_id"] != id || r["exc_type"] != "ValueError" || !strings.Contains(r["error"].(string), "allows no local inputs") {
 		t.Errorf("FAILURE = %+v", s[0])
+	}
+}
+
+// TestRevokedStepsReportFailure: Celery runs no errback for a revoked or
+// terminated task, so the status consumer must be told by the worker.
+func TestRevokedStepsReportFailure(t *testing.T) {
+	t.Parallel()
+	requireFFmpeg(t)
+	inputs := t.TempDir()
+	src := makeClip(t, filepath.Join(inputs, "src.mp4"), 640, 360, true)
+	out := t.TempDir()
+	client, _, status, srv := startServer(t, Deps{OutputDir: out, InputRoots: []string{inputs}, Preset: "ultrafast"})
+	folder := filepath.Join(out, "abc")
+	ctx := t.Context()
+
+	// Revoked before it runs: the id is revoked, then the message arrives.
+	revokedID := worker.NewTaskID()
+	srv.Revoke([]string{revokedID}, false, 0)
+	sig := protocol.Signature{Task: NameDownloadFile, Kwargs: map[string]any{"context": map[string]any{
+		"url": src, "folder_out": folder, "id": "abc"}}, Options: protocol.Options{TaskID: revokedID}}
+	if _, err := client.Apply(ctx, sig); err != nil {
+		t.Fatal(err)
+	}
+	s := status.waitFor(t, "FAILURE of the revoked step", func(s []protocol.ResultMeta) bool { return countStatus(s, protocol.StateFailure) > 0 })
+	if r := s[0].Result.(map[string]any); s[0].TaskID != revokedID || r["exc_type"] != "TaskRevokedError" || r["task_id"] != revokedID {
+		t.Errorf("revoked step status = %+v", s[0])
+	}
+
+	// Terminated while running: a transcode of a long source is cancelled.
+	// A long, small source upscaled: slow enough to be caught running.
+	long := filepath.Join(folder, "source", "long.mp4")
+	if err := os.MkdirAll(filepath.Dir(long), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := ffmpeg.Run(ctx, ffmpeg.TestPatternArgs(ffmpeg.TestPatternOptions{
+		Output: long, Duration: 60 * time.Second, Width: 320, Height: 180, Audio: true, Preset: "ultrafast"}), ffmpeg.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runningID := worker.NewTaskID()
+	transcode := protocol.Signature{Task: NameTranscode, Args: []any{map[string]any{
+		"url": long, "folder_out": folder, "id": "abc", "original_file": long,
+		"track_width": int64(320), "track_height": int64(180), "target_width": int64(1280), "target_height": int64(720)}},
+		Kwargs: map[string]any{"bitrate": int64(2500)}, Options: protocol.Options{TaskID: runningID}}
+	if _, err := client.Apply(ctx, transcode); err != nil {
+		t.Fatal(err)
+	}
+	status.waitFor(t, "PROGRESS of the transcode", func(s []protocol.ResultMeta) bool { return countStatus(s, "PROGRESS") > 0 })
+	if got := srv.Revoke([]string{runningID}, true, 15); len(got) != 1 {
+		t.Fatalf("terminate found %v running, want %s", got, runningID)
+	}
+	s = status.waitFor(t, "FAILURE of the terminated step", func(s []protocol.ResultMeta) bool { return countStatus(s, protocol.StateFailure) > 1 })
+	var last protocol.ResultMeta
+	for _, m := range s {
+		if m.Status == protocol.StateFailure {
+			last = m
+		}
+	}
+	r := last.Result.(map[string]any)
+	if r["exc_type"] != "TaskRevokedError" || r["task_id"] != runningID || !strings.Contains(r["error"].(string), "terminated") {
+		t.Errorf("terminated step status = %+v", last)
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
+	"github.com/sirupsen/logrus"
 	vhgctx "github.com/vhg/vhg-worker/context"
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/worker"
@@ -167,10 +169,58 @@ func (p *Pipeline) FailureStatus(next worker.Handler) worker.Handler {
 			}
 		}()
 		result, err = next.ServeTask(ctx, t)
-		if err != nil && !isFlowControl(err) && !errors.Is(context.Cause(ctx), worker.ErrShutdown) {
+		if err != nil && !isFlowControl(err) && !errors.Is(context.Cause(ctx), worker.ErrShutdown) &&
+			!errors.Is(context.Cause(ctx), worker.ErrRevoked) {
 			p.reportFailure(ctx, t, err)
 		}
 		return result, err
+	})
+}
+
+// TerminatedStatus is the middleware that reports a step stopped by
+// `celery control revoke --terminate`: Celery runs no errback for a
+// terminated task, so without it the status consumer would wait forever.
+// It publishes FAILURE with TaskRevokedError('terminated') for the root.
+func (p *Pipeline) TerminatedStatus(next worker.Handler) worker.Handler {
+	return worker.HandlerFunc(func(ctx context.Context, t *worker.Task) (any, error) {
+		result, err := next.ServeTask(ctx, t)
+		if strings.HasPrefix(t.Name(), namePrefix) && errors.Is(context.Cause(ctx), worker.ErrRevoked) {
+			exc := protocol.ExceptionInfo{Module: "celery.exceptions", Type: "TaskRevokedError", Message: []any{"terminated"}}
+			if perr := p.publish(ctx, t, failureStatus(t.RootID(), t.ID(), exc)); perr != nil {
+				t.Log.WithError(perr).Error("publishing the FAILURE status of a terminated step failed")
+			}
+		}
+		return result, err
+	})
+}
+
+// RevokedStatus returns the observer that reports a workflow step revoked
+// (or expired) before it ran: its handler never runs and Celery applies no
+// errback, so the status consumer is told here, with the
+// TaskRevokedError the backend holds for the step.
+func (p *Pipeline) RevokedStatus(log logrus.FieldLogger) worker.Observer {
+	return worker.ObserverFunc(func(e worker.TaskEvent) {
+		if e.Type != protocol.EventTaskRevoked || e.Terminated || !strings.HasPrefix(e.Msg.Task, namePrefix) || p.deps.Status == nil {
+			return
+		}
+		reason := "revoked"
+		if e.Expired {
+			reason = "expired"
+		}
+		exc := protocol.ExceptionInfo{Module: "celery.exceptions", Type: "TaskRevokedError", Message: []any{reason}}
+		root := e.Msg.RootID
+		if root == "" {
+			root = e.Msg.ID
+		}
+		meta := failureStatus(root, e.Msg.ID, exc)
+		// Observers must return quickly: publish on the side.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := p.deps.Status.Publish(ctx, meta, e.Msg.ID); err != nil {
+				log.WithError(err).WithFields(logrus.Fields{"task": e.Msg.Task, "id": e.Msg.ID}).Error("publishing the FAILURE status of a revoked step failed")
+			}
+		}()
 	})
 }
 

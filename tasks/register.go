@@ -42,8 +42,10 @@ func New(deps Deps) *Pipeline {
 
 // Register registers every adaptation.commons task on mux, with acks_late
 // for the long steps, and the middleware that turns a failure of a workflow
-// built without notify_failure errbacks into a FAILURE status message.
-func Register(mux *worker.ServeMux, deps Deps) {
+// built without notify_failure errbacks, or a terminated step, into a
+// FAILURE status message. It returns the Pipeline, whose RevokedStatus
+// observer the caller adds to its Server.
+func Register(mux *worker.ServeMux, deps Deps) *Pipeline {
 	p := New(deps)
 	tasks := []struct {
 		name string
@@ -66,7 +68,8 @@ func Register(mux *worker.ServeMux, deps Deps) {
 	for _, task := range tasks {
 		mux.Handle(task.name, pythonErrors(task.fn), task.opts...)
 	}
-	mux.Use(p.FailureStatus)
+	mux.Use(p.FailureStatus, p.TerminatedStatus)
+	return p
 }
 
 // ErrBadInput is wrapped by the errors of a request that cannot succeed as

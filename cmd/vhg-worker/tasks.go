@@ -9,11 +9,12 @@ import (
 	"github.com/vhg/vhg-worker/worker"
 )
 
-// registerTasks registers the tasks this binary runs. Celery's builtins
-// (celery.accumulate, celery.chord_unlock, ...) are always registered by the
-// worker itself.
-func registerTasks(mux *worker.ServeMux, deps tasks.Deps) {
-	tasks.Register(mux, deps)
+// registerTasks registers the tasks this binary runs and returns the
+// pipeline, whose RevokedStatus observer goes on the Server. Celery's
+// builtins (celery.accumulate, celery.chord_unlock, ...) are always
+// registered by the worker itself.
+func registerTasks(mux *worker.ServeMux, deps tasks.Deps) *tasks.Pipeline {
+	return tasks.Register(mux, deps)
 }
 
 // taskFlags are the settings of the adaptation tasks, shared by the worker

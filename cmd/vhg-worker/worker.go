@@ -132,7 +132,7 @@ func runWorker(args []string) int {
 	// backend: it is what the VHG status consumers read.
 	deps.Status = broker.AMQPBackend(0)
 	mux := worker.NewServeMux()
-	registerTasks(mux, deps)
+	pipeline := registerTasks(mux, deps)
 
 	srv := worker.NewServer(worker.Config{
 		Queues:             splitList(f.queues),
@@ -144,6 +144,7 @@ func runWorker(args []string) int {
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
+	srv.Observe(pipeline.RevokedStatus(log))
 	operations, err := newOps(srv, broker, opsConfig{
 		taskEvents:  f.taskEvents,
 		metricsAddr: f.metricsAddr,

@@ -711,18 +711,32 @@ func exceptionRepr(v any) string {
 	return protocol.PythonRepr(v)
 }
 
-func (c *Client) storeState(ctx context.Context, req *protocol.Message, meta protocol.ResultMeta) {
+// storeState stores a state as a Python worker would for the request being
+// run: date_done on ready states, children as [], the request's group and
+// parent on its own states, the reply route for rpc://. Results outlive a
+// soft stop, so a cancelled ctx does not stop the write. Failures are logged
+// (with the task) and returned.
+func (c *Client) storeState(ctx context.Context, req *protocol.Message, meta protocol.ResultMeta) error {
 	if c.cfg.Backend == nil || meta.TaskID == "" {
-		return
+		return nil
 	}
 	if meta.Status.Ready() && meta.DateDone.IsZero() {
 		meta.DateDone = time.Now().UTC()
 	}
 	if meta.Children == nil {
-		meta.Children = []any{}
+		meta.Children = []any{} // what a Python worker writes
+	}
+	if meta.TaskID == req.ID {
+		meta.GroupID = req.Group
+		meta.ParentID = req.ParentID
 	}
 	to := ReplyRoute{ReplyTo: req.ReplyTo, CorrelationID: req.CorrelationID}
-	if err := c.cfg.Backend.Store(context.WithoutCancel(ctx), meta, to); err != nil {
-		c.logError(req, err, "storing state of "+meta.TaskID+" failed")
+	if to.CorrelationID == "" {
+		to.CorrelationID = req.ID
 	}
+	err := c.cfg.Backend.Store(context.WithoutCancel(ctx), meta, to)
+	if err != nil {
+		c.logError(req, err, fmt.Sprintf("storing %s for %s failed", meta.Status, meta.TaskID))
+	}
+	return err
 }

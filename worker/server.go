@@ -353,29 +353,7 @@ func (s *Server) rejectInvalid(ctx context.Context, d Delivery, env protocol.Env
 
 // store writes a state unless the backend is absent.
 func (s *Server) store(ctx context.Context, req *protocol.Message, meta protocol.ResultMeta) error {
-	if s.backend == nil {
-		return nil
-	}
-	if meta.Status.Ready() && meta.DateDone.IsZero() {
-		meta.DateDone = time.Now().UTC()
-	}
-	if meta.Children == nil {
-		meta.Children = []any{} // what a Python worker writes
-	}
-	if meta.TaskID == req.ID {
-		meta.GroupID = req.Group
-		meta.ParentID = req.ParentID
-	}
-	to := ReplyRoute{ReplyTo: req.ReplyTo, CorrelationID: req.CorrelationID}
-	if to.CorrelationID == "" {
-		to.CorrelationID = req.ID
-	}
-	// Results outlive a soft stop: store them even when ctx is cancelled.
-	err := s.backend.Store(context.WithoutCancel(ctx), meta, to)
-	if err != nil {
-		s.log.WithError(err).WithFields(logrus.Fields{"task": req.Task, "id": meta.TaskID, "state": meta.Status}).Error("storing result failed")
-	}
-	return err
+	return s.client.storeState(ctx, req, meta)
 }
 
 func (s *Server) storeFailure(ctx context.Context, req *protocol.Message, exc protocol.ExceptionInfo, tb string) {

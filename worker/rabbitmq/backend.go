@@ -32,15 +32,14 @@ func (r *RPCBackend) Store(ctx context.Context, meta protocol.ResultMeta, to wor
 	if err != nil {
 		return fmt.Errorf("rabbitmq: rpc result %s: %w", meta.TaskID, err)
 	}
-	r.b.pubMu.Lock()
-	defer r.b.pubMu.Unlock()
-	return r.b.publishLocked(ctx, "", to.ReplyTo, amqp.Publishing{
+	msg := amqp.Publishing{
 		ContentType:     "application/json",
 		ContentEncoding: "utf-8",
 		DeliveryMode:    amqp.Transient,
 		CorrelationId:   to.CorrelationID,
 		Body:            body,
-	})
+	}
+	return r.b.withPublisher(ctx, func(p *publisher) error { return p.publish(ctx, "", to.ReplyTo, msg) })
 }
 
 // SupportsChords reports false: Celery refuses chords on rpc://.
@@ -58,8 +57,9 @@ type AMQPBackend struct {
 	b       *Broker
 	expires time.Duration
 
-	getMu sync.Mutex
-	getCh *amqp.Channel
+	getMu  sync.Mutex
+	getCh  *amqp.Channel
+	getGen uint64
 }
 
 var _ worker.Backend = (*AMQPBackend)(nil)
@@ -110,17 +110,20 @@ func (a *AMQPBackend) Publish(ctx context.Context, meta protocol.ResultMeta, cor
 		correlationID = meta.TaskID
 	}
 	queue := ResultQueue(meta.TaskID)
-	a.b.pubMu.Lock()
-	defer a.b.pubMu.Unlock()
-	if err := a.declareResultQueue(a.b.pubCh, queue); err != nil {
-		return err
-	}
-	return a.b.publishLocked(ctx, ResultExchange, queue, amqp.Publishing{
+	msg := amqp.Publishing{
 		ContentType:     "application/json",
 		ContentEncoding: "utf-8",
 		DeliveryMode:    amqp.Persistent,
 		CorrelationId:   correlationID,
 		Body:            body,
+	}
+	// Re-declared before every publish, as Celery does: the queue may have
+	// expired since.
+	return a.b.withPublisher(ctx, func(p *publisher) error {
+		if err := a.declareResultQueue(p.ch, queue); err != nil {
+			return err
+		}
+		return p.publish(ctx, ResultExchange, queue, msg)
 	})
 }
 
@@ -129,14 +132,18 @@ func (a *AMQPBackend) Publish(ctx context.Context, meta protocol.ResultMeta, cor
 // that the consumers who rely on those messages (a status listener, a
 // Python AsyncResult) still get them.
 func (a *AMQPBackend) Result(ctx context.Context, taskID string) (protocol.ResultMeta, error) {
+	conn, gen, err := a.b.connection(ctx)
+	if err != nil {
+		return protocol.ResultMeta{}, err
+	}
 	a.getMu.Lock()
 	defer a.getMu.Unlock()
-	if a.getCh == nil || a.getCh.IsClosed() {
-		ch, err := a.b.conn.Channel()
+	if a.getCh == nil || a.getCh.IsClosed() || a.getGen != gen {
+		ch, err := conn.Channel()
 		if err != nil {
 			return protocol.ResultMeta{}, fmt.Errorf("rabbitmq: open channel: %w", err)
 		}
-		a.getCh = ch
+		a.getCh, a.getGen = ch, gen
 	}
 	queue := ResultQueue(taskID)
 	if err := a.declareResultQueue(a.getCh, queue); err != nil {

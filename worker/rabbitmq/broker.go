@@ -6,7 +6,9 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"sync"
 	"time"
@@ -26,6 +28,26 @@ type Config struct {
 	// ConnectionName is shown in the RabbitMQ management UI; empty means
 	// "vhg-worker".
 	ConnectionName string
+	// ConsumerTimeout is RabbitMQ's consumer_timeout (or less): the
+	// broker closes the channel of a consumer that keeps a delivery
+	// unacknowledged longer, and redelivers all of its messages. No
+	// delivery is held unacknowledged for more than half of it (see
+	// Delivery.Lease and Delivery.Postpone). Zero means 30 minutes,
+	// RabbitMQ's default.
+	ConsumerTimeout time.Duration
+	// MaxBackoff caps the jittered exponential backoff between reconnection
+	// attempts after the connection is lost; zero means 30 s.
+	MaxBackoff time.Duration
+	// ReconnectWait is how long a publish (a result, the next step of a
+	// workflow) waits for a lost connection to come back before it fails;
+	// a shorter ctx ends it sooner. Zero means 5 minutes.
+	ReconnectWait time.Duration
+	// OnConnectionLost is called, on its own goroutine, each time the
+	// connection is lost; nil means nothing is called.
+	OnConnectionLost func(err error)
+	// OnReconnect is called once the connection is back and consuming can
+	// resume; nil means nothing is called.
+	OnReconnect func()
 	// Log receives adapter events; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -33,27 +55,53 @@ type Config struct {
 // DefaultURL is Celery's default broker URL.
 const DefaultURL = "amqp://guest:guest@localhost:5672//"
 
-// Broker is a connection to RabbitMQ used as a Celery broker.
+// Errors of a broker that is closed or whose connection is lost.
+var (
+	ErrClosed       = errors.New("rabbitmq: broker closed")
+	ErrDisconnected = errors.New("rabbitmq: connection lost and not yet back")
+)
+
+// Broker is a connection to RabbitMQ used as a Celery broker. When the
+// connection is lost it reconnects by itself, with a jittered, capped
+// exponential backoff, and then re-declares what it uses, re-applies the
+// prefetch count and resumes consuming (task queues, remote control);
+// publishes wait for it (Config.ReconnectWait). Deliveries received before
+// the loss can no longer be acknowledged: the broker redelivers them.
 type Broker struct {
-	conn      *amqp.Connection
-	log       logrus.FieldLogger
-	url       string
-	heartbeat time.Duration
+	cfg  Config
+	log  logrus.FieldLogger
+	done chan struct{} // closed by Close
+
+	mu     sync.Mutex
+	conn   *amqp.Connection
+	gen    uint64        // incremented at each new connection
+	up     chan struct{} // closed while conn is usable; replaced when it is lost
+	closed bool
 
 	pubMu    sync.Mutex
 	pubCh    *amqp.Channel // publisher confirms on
-	declared map[string]bool
+	pubGen   uint64
+	declared map[string]bool // on this connection
 
 	consumeMu sync.Mutex
 	consumeCh []*amqp.Channel
 
-	eventMu sync.Mutex
-	eventCh *amqp.Channel // events: no confirms, opened on first use
+	eventMu  sync.Mutex
+	eventCh  *amqp.Channel // events: no confirms, opened on first use
+	eventGen uint64
+
+	sideMu  sync.Mutex
+	sideCh  *amqp.Channel // lease declares; a failed passive declare closes it
+	sideGen uint64
+
+	leaseMu sync.Mutex
+	leases  map[string]*lease // by name
 }
 
 var _ worker.Broker = (*Broker)(nil)
 
-// Dial connects to RabbitMQ.
+// Dial connects to RabbitMQ. The first connection must succeed; later
+// losses are repaired in the background until Close.
 func Dial(cfg Config) (*Broker, error) {
 	if cfg.URL == "" {
 		cfg.URL = DefaultURL
@@ -64,28 +112,178 @@ func Dial(cfg Config) (*Broker, error) {
 	if cfg.ConnectionName == "" {
 		cfg.ConnectionName = "vhg-worker"
 	}
+	if cfg.ConsumerTimeout <= 0 {
+		cfg.ConsumerTimeout = 30 * time.Minute
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 30 * time.Second
+	}
+	if cfg.ReconnectWait <= 0 {
+		cfg.ReconnectWait = 5 * time.Minute
+	}
 	log := cfg.Log
 	if log == nil {
 		l := logrus.New()
 		l.Out = nopWriter{}
 		log = l
 	}
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(cfg.ConnectionName)
-	conn, err := amqp.DialConfig(amqpURL(cfg.URL), amqp.Config{Heartbeat: cfg.Heartbeat, Properties: props, Locale: "en_US"})
+	b := &Broker{cfg: cfg, log: log, done: make(chan struct{}), up: make(chan struct{}),
+		declared: make(map[string]bool), leases: make(map[string]*lease)}
+	conn, err := b.dial()
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: connect to %s: %w", Redact(cfg.URL), err)
 	}
-	ch, err := conn.Channel()
-	if err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
+	b.conn = conn
+	close(b.up)
+	go b.supervise(conn, conn.NotifyClose(make(chan *amqp.Error, 1)))
+	return b, nil
+}
+
+func (b *Broker) dial() (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(b.cfg.ConnectionName)
+	return amqp.DialConfig(amqpURL(b.cfg.URL), amqp.Config{Heartbeat: b.cfg.Heartbeat, Properties: props, Locale: "en_US"})
+}
+
+// supervise waits for the connection to close and, unless the broker was
+// closed, reconnects.
+func (b *Broker) supervise(conn *amqp.Connection, closed <-chan *amqp.Error) {
+	for {
+		cerr := <-closed
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			return
+		}
+		if b.conn == conn {
+			b.up = make(chan struct{})
+		}
+		b.mu.Unlock()
+		var err error = ErrDisconnected
+		if cerr != nil {
+			err = cerr
+		}
+		b.log.WithError(err).Error("broker connection lost: reconnecting; messages received before the loss will be redelivered")
+		if b.cfg.OnConnectionLost != nil {
+			go b.cfg.OnConnectionLost(err)
+		}
+		conn, closed = b.reconnect()
+		if conn == nil {
+			return
+		}
+		if b.cfg.OnReconnect != nil {
+			go b.cfg.OnReconnect()
+		}
 	}
-	if err := ch.Confirm(false); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
+}
+
+// reconnect dials until it succeeds or the broker is closed (nil). Leases
+// are declared again on the new connection before anything else uses it.
+func (b *Broker) reconnect() (*amqp.Connection, <-chan *amqp.Error) {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		select {
+		case <-time.After(backoff(attempt, b.cfg.MaxBackoff)):
+		case <-b.done:
+			return nil, nil
+		}
+		conn, err := b.dial()
+		if err != nil {
+			b.log.WithError(err).WithField("attempt", attempt+1).Warn("reconnecting to the broker failed; retrying")
+			continue
+		}
+		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		if err := b.restoreLeases(conn); err != nil {
+			b.log.WithError(err).Warn("restoring task leases on the new connection failed; retrying")
+			conn.Close()
+			continue
+		}
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			conn.Close()
+			return nil, nil
+		}
+		b.conn = conn
+		b.gen++
+		close(b.up)
+		b.mu.Unlock()
+		b.log.WithFields(logrus.Fields{"attempts": attempt + 1, "down": time.Since(start).Round(time.Millisecond)}).Warn("broker connection restored")
+		return conn, closed
 	}
-	return &Broker{conn: conn, log: log, url: cfg.URL, heartbeat: cfg.Heartbeat, pubCh: ch, declared: make(map[string]bool)}, nil
+}
+
+// backoff is the wait before reconnection attempt n: exponential from
+// 250 ms, capped, with the upper half jittered so that many workers do not
+// reconnect in step.
+func backoff(attempt int, max time.Duration) time.Duration {
+	d := 250 * time.Millisecond
+	for range min(attempt, 20) {
+		d *= 2
+		if d >= max {
+			d = max
+			break
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// connection returns the open connection, waiting up to ReconnectWait
+// (or ctx) for it to come back when it is lost.
+func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, error) {
+	var deadline <-chan time.Time
+	for {
+		b.mu.Lock()
+		conn, gen, up, closed := b.conn, b.gen, b.up, b.closed
+		b.mu.Unlock()
+		if closed {
+			return nil, 0, ErrClosed
+		}
+		if !conn.IsClosed() {
+			return conn, gen, nil
+		}
+		if deadline == nil {
+			t := time.NewTimer(b.cfg.ReconnectWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-up:
+			// Either a new connection, or the loss is not noticed yet.
+			select {
+			case <-time.After(20 * time.Millisecond):
+			case <-ctx.Done():
+				return nil, 0, fmt.Errorf("rabbitmq: waiting for the connection: %w", context.Cause(ctx))
+			}
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("rabbitmq: waiting for the connection: %w", context.Cause(ctx))
+		case <-deadline:
+			return nil, 0, fmt.Errorf("%w after %s", ErrDisconnected, b.cfg.ReconnectWait)
+		case <-b.done:
+			return nil, 0, ErrClosed
+		}
+	}
+}
+
+// generation is the number of the current connection.
+func (b *Broker) generation() uint64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gen
+}
+
+// lostDuring reports whether err came from conn going away, in which case
+// the operation is worth retrying on the next connection.
+func lostDuring(conn *amqp.Connection, err error) bool {
+	if conn.IsClosed() {
+		return true
+	}
+	if errors.Is(err, amqp.ErrClosed) {
+		// The channel saw it first; give the connection a moment.
+		time.Sleep(50 * time.Millisecond)
+		return conn.IsClosed()
+	}
+	return false
 }
 
 // amqpURL turns Celery's URL forms into what amqp091 parses: the vhost "//"
@@ -115,12 +313,31 @@ func Redact(raw string) string {
 	return u.Redacted()
 }
 
-// Close closes the connection; unacknowledged deliveries are requeued by the
-// broker.
-func (b *Broker) Close() error { return b.conn.Close() }
+// Close closes the connection and stops reconnecting; unacknowledged
+// deliveries are requeued by the broker.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	close(b.done)
+	conn := b.conn
+	b.mu.Unlock()
+	err := conn.Close()
+	if errors.Is(err, amqp.ErrClosed) {
+		return nil
+	}
+	return err
+}
 
 // Connected reports whether the connection is open.
-func (b *Broker) Connected() bool { return !b.conn.IsClosed() }
+func (b *Broker) Connected() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.closed && !b.conn.IsClosed()
+}
 
 // Info describes the connection as Celery's `inspect stats` reports it
 // ("broker"), without the password.
@@ -129,9 +346,9 @@ func (b *Broker) Info() map[string]any {
 		"hostname": "localhost", "userid": "guest", "virtual_host": "/", "port": 5672,
 		"insist": false, "ssl": false, "transport": "amqp", "connect_timeout": 4,
 		"transport_options": map[string]any{}, "login_method": "PLAIN", "uri_prefix": nil,
-		"heartbeat": b.heartbeat.Seconds(), "failover_strategy": "round-robin", "alternates": []any{},
+		"heartbeat": b.cfg.Heartbeat.Seconds(), "failover_strategy": "round-robin", "alternates": []any{},
 	}
-	u, err := amqp.ParseURI(amqpURL(b.url))
+	u, err := amqp.ParseURI(amqpURL(b.cfg.URL))
 	if err != nil {
 		return info
 	}
@@ -140,12 +357,6 @@ func (b *Broker) Info() map[string]any {
 		info["ssl"] = true
 	}
 	return info
-}
-
-// NotifyClose returns a channel that receives the error closing the
-// connection (nil after Close).
-func (b *Broker) NotifyClose() <-chan *amqp.Error {
-	return b.conn.NotifyClose(make(chan *amqp.Error, 1))
 }
 
 // declareTaskQueue declares a queue as Celery does by default: a durable
@@ -164,81 +375,75 @@ func declareTaskQueue(ch *amqp.Channel, name string) error {
 	return nil
 }
 
-// Consume implements worker.Broker: one channel with QoS prefetch (global,
-// as Celery sets it on classic queues) consuming every queue.
-func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan worker.Delivery, error) {
-	ch, err := b.conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
-	}
-	for _, q := range queues {
-		if err := declareTaskQueue(ch, q); err != nil {
-			ch.Close()
-			return nil, err
-		}
-	}
-	if err := ch.Qos(prefetch, 0, true); err != nil {
-		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: qos %d: %w", prefetch, err)
-	}
-	out := make(chan worker.Delivery)
-	var wg sync.WaitGroup
-	for _, q := range queues {
-		msgs, err := ch.ConsumeWithContext(ctx, q, "", false, false, false, false, nil)
-		if err != nil {
-			ch.Close()
-			return nil, fmt.Errorf("rabbitmq: consume %q: %w", q, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				m, ok := <-msgs
-				if !ok {
-					return
-				}
-				select {
-				case out <- &delivery{d: m}:
-				case <-ctx.Done():
-					// The consumer is cancelled; give back what arrived meanwhile.
-					if err := m.Reject(true); err != nil {
-						b.log.WithError(err).Warn("requeue after cancel failed")
-					}
-				}
-			}
-		}()
-	}
-	go func() {
-		wg.Wait()
-		close(out)
-	}()
-	// The channel stays open after the consumers stop so that running tasks
-	// can still acknowledge their messages; Close releases it.
-	b.consumeMu.Lock()
-	b.consumeCh = append(b.consumeCh, ch)
-	b.consumeMu.Unlock()
-	return out, nil
-}
-
 // Publish implements worker.Broker. A message routed through the default
 // exchange declares its queue first (once per connection), as a Celery
 // client does, so that it is never dropped for want of a queue. It waits
-// for the broker's confirm.
+// for the broker's confirm; when the connection is lost meanwhile it
+// publishes again on the next one (at least once).
 func (b *Broker) Publish(ctx context.Context, to worker.Route, env protocol.Envelope) error {
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	if to.Exchange == "" && to.RoutingKey != "" && !b.declared[to.RoutingKey] {
-		if err := declareTaskQueue(b.pubCh, to.RoutingKey); err != nil {
-			return err
+	msg := publishing(env)
+	return b.withPublisher(ctx, func(p *publisher) error {
+		if to.Exchange == "" && to.RoutingKey != "" && !p.declared[to.RoutingKey] {
+			if err := declareTaskQueue(p.ch, to.RoutingKey); err != nil {
+				return err
+			}
+			p.declared[to.RoutingKey] = true
 		}
-		b.declared[to.RoutingKey] = true
-	}
-	return b.publishLocked(ctx, to.Exchange, to.RoutingKey, publishing(env))
+		return p.publish(ctx, to.Exchange, to.RoutingKey, msg)
+	})
 }
 
-// publishLocked publishes on the confirm channel and waits for the ack.
-func (b *Broker) publishLocked(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
-	conf, err := b.pubCh.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
+// publisher is the confirm channel of one connection, lent to one caller
+// at a time by withPublisher.
+type publisher struct {
+	ch       *amqp.Channel
+	declared map[string]bool // entities declared on this connection
+}
+
+// withPublisher runs fn with the confirm channel. When the connection is
+// lost during fn, it runs fn again on the next connection.
+func (b *Broker) withPublisher(ctx context.Context, fn func(p *publisher) error) error {
+	for {
+		conn, gen, err := b.connection(ctx)
+		if err != nil {
+			return err
+		}
+		b.pubMu.Lock()
+		p, err := b.publisherLocked(conn, gen)
+		if err == nil {
+			err = fn(p)
+		}
+		b.pubMu.Unlock()
+		if err == nil || ctx.Err() != nil || !lostDuring(conn, err) {
+			return err
+		}
+		b.log.WithError(err).Warn("connection lost while publishing; publishing again once it is back")
+	}
+}
+
+// publisherLocked returns the confirm channel of connection gen, opening
+// it when needed (a channel error closes it, a new connection replaces it).
+func (b *Broker) publisherLocked(conn *amqp.Connection, gen uint64) (*publisher, error) {
+	if b.pubGen != gen {
+		b.declared = make(map[string]bool)
+	}
+	if b.pubCh == nil || b.pubCh.IsClosed() || b.pubGen != gen {
+		ch, err := conn.Channel()
+		if err != nil {
+			return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			ch.Close()
+			return nil, fmt.Errorf("rabbitmq: enable publisher confirms: %w", err)
+		}
+		b.pubCh, b.pubGen = ch, gen
+	}
+	return &publisher{ch: b.pubCh, declared: b.declared}, nil
+}
+
+// publish publishes on the confirm channel and waits for the ack.
+func (p *publisher) publish(ctx context.Context, exchange, key string, msg amqp.Publishing) error {
+	conf, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, false, false, msg)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: publish to %q/%q: %w", exchange, key, err)
 	}
@@ -337,41 +542,16 @@ func fromField(v any) any {
 	}
 }
 
-// delivery adapts an amqp.Delivery to worker.Delivery.
-type delivery struct{ d amqp.Delivery }
-
-func (d *delivery) Envelope() protocol.Envelope {
-	return protocol.Envelope{
-		ContentType:     d.d.ContentType,
-		ContentEncoding: d.d.ContentEncoding,
-		Headers:         fromTable(d.d.Headers),
-		Body:            d.d.Body,
-		CorrelationID:   d.d.CorrelationId,
-		ReplyTo:         d.d.ReplyTo,
-		Priority:        d.d.Priority,
-		DeliveryMode:    d.d.DeliveryMode,
-		Expiration:      d.d.Expiration,
-	}
-}
-
-func (d *delivery) Info() worker.DeliveryInfo {
-	return worker.DeliveryInfo{Exchange: d.d.Exchange, RoutingKey: d.d.RoutingKey, Redelivered: d.d.Redelivered}
-}
-
-func (d *delivery) Ack() error { return d.d.Ack(false) }
-
-func (d *delivery) Reject(requeue bool) error { return d.d.Reject(requeue) }
-
 type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
 // DeleteQueue deletes a queue (tests and benchmarks clean up with it).
 func (b *Broker) DeleteQueue(name string) error {
-	b.pubMu.Lock()
-	defer b.pubMu.Unlock()
-	if _, err := b.pubCh.QueueDelete(name, false, false, false); err != nil {
-		return fmt.Errorf("rabbitmq: delete queue %q: %w", name, err)
-	}
-	return nil
+	return b.withPublisher(context.Background(), func(p *publisher) error {
+		if _, err := p.ch.QueueDelete(name, false, false, false); err != nil {
+			return fmt.Errorf("rabbitmq: delete queue %q: %w", name, err)
+		}
+		return nil
+	})
 }

@@ -21,10 +21,18 @@ func (b *Broker) PublishEvent(ctx context.Context, e protocol.Event) error {
 	if err != nil {
 		return fmt.Errorf("rabbitmq: event %s: %w", e.Type, err)
 	}
+	// Events are not worth waiting for a lost connection: they are
+	// dropped until it is back.
+	b.mu.Lock()
+	conn, gen := b.conn, b.gen
+	b.mu.Unlock()
+	if conn.IsClosed() {
+		return fmt.Errorf("rabbitmq: event %s: %w", e.Type, ErrDisconnected)
+	}
 	b.eventMu.Lock()
 	defer b.eventMu.Unlock()
-	if b.eventCh == nil || b.eventCh.IsClosed() {
-		ch, err := b.conn.Channel()
+	if b.eventCh == nil || b.eventCh.IsClosed() || b.eventGen != gen {
+		ch, err := conn.Channel()
 		if err != nil {
 			return fmt.Errorf("rabbitmq: open event channel: %w", err)
 		}
@@ -32,7 +40,7 @@ func (b *Broker) PublishEvent(ctx context.Context, e protocol.Event) error {
 			ch.Close()
 			return fmt.Errorf("rabbitmq: declare exchange %q: %w", protocol.EventExchange, err)
 		}
-		b.eventCh = ch
+		b.eventCh, b.eventGen = ch, gen
 	}
 	err = b.eventCh.PublishWithContext(ctx, protocol.EventExchange, e.RoutingKey(), false, false, amqp.Publishing{
 		Headers:         amqp.Table{"hostname": e.Hostname},

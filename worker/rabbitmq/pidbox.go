@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vhg/vhg-worker/protocol"
@@ -40,14 +41,27 @@ const (
 // auto-deleted, x-expires 10 s, x-message-ttl 300 s) bound to it, and
 // starts consuming it without acks. Serve answers what arrives.
 func (b *Broker) OpenMailbox(node string) (*Mailbox, error) {
-	ch, err := b.conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: open mailbox channel: %w", err)
+	m := &Mailbox{b: b, node: node}
+	if err := m.open(context.Background()); err != nil {
+		return nil, err
 	}
-	queue := protocol.ControlQueue(node)
+	return m, nil
+}
+
+// open declares and consumes the mailbox on the current connection.
+func (m *Mailbox) open(ctx context.Context) error {
+	conn, _, err := m.b.connection(ctx)
+	if err != nil {
+		return err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("rabbitmq: open mailbox channel: %w", err)
+	}
+	queue := protocol.ControlQueue(m.node)
 	if err := ch.ExchangeDeclare(protocol.ControlExchange, amqp.ExchangeFanout, false, false, false, false, nil); err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: declare exchange %q: %w", protocol.ControlExchange, err)
+		return fmt.Errorf("rabbitmq: declare exchange %q: %w", protocol.ControlExchange, err)
 	}
 	q, err := ch.QueueDeclare(queue, false, true, false, false, amqp.Table{
 		"x-expires":     mailboxExpiresMS,
@@ -55,27 +69,29 @@ func (b *Broker) OpenMailbox(node string) (*Mailbox, error) {
 	})
 	if err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: declare queue %q: %w", queue, err)
+		return fmt.Errorf("rabbitmq: declare queue %q: %w", queue, err)
 	}
 	if q.Consumers > 0 {
-		b.log.WithField("node", node).Warn("a node with this name is already using its mailbox: give each worker a unique node name (-n)")
+		m.b.log.WithField("node", m.node).Warn("a node with this name is already using its mailbox: give each worker a unique node name (-n)")
 	}
 	if err := ch.QueueBind(queue, "", protocol.ControlExchange, false, nil); err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: bind queue %q: %w", queue, err)
+		return fmt.Errorf("rabbitmq: bind queue %q: %w", queue, err)
 	}
 	msgs, err := ch.Consume(queue, "", true, false, false, false, nil)
 	if err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: consume %q: %w", queue, err)
+		return fmt.Errorf("rabbitmq: consume %q: %w", queue, err)
 	}
-	return &Mailbox{b: b, node: node, ch: ch, msgs: msgs}, nil
+	m.ch, m.msgs, m.reply = ch, msgs, false
+	return nil
 }
 
-// Serve answers requests until ctx is done (nil) or the channel closes (an
-// error), then closes the mailbox.
+// Serve answers requests until ctx is done (nil) or the broker is closed
+// (an error), then closes the mailbox. When the connection is lost it
+// opens the mailbox again on the next one.
 func (m *Mailbox) Serve(ctx context.Context, ctrl ControlReceiver) error {
-	defer m.ch.Close()
+	defer func() { m.ch.Close() }()
 	for {
 		select {
 		case <-ctx.Done():
@@ -85,7 +101,13 @@ func (m *Mailbox) Serve(ctx context.Context, ctrl ControlReceiver) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				return errors.New("rabbitmq: the broker closed the mailbox consumer")
+				if err := m.reopen(ctx); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return err
+				}
+				continue
 			}
 			reply, err := ctrl.Receive(fromTable(d.Headers), d.Body)
 			if err != nil {
@@ -98,6 +120,31 @@ func (m *Mailbox) Serve(ctx context.Context, ctrl ControlReceiver) error {
 			if err := m.publishReply(ctx, reply); err != nil {
 				m.b.log.WithError(err).Warn("control reply not sent")
 			}
+		}
+	}
+}
+
+// reopen opens the mailbox again once the connection is back; it gives up
+// only when the broker is closed or ctx is done.
+func (m *Mailbox) reopen(ctx context.Context) error {
+	m.ch.Close()
+	for attempt := 0; ; attempt++ {
+		err := m.open(ctx)
+		switch {
+		case err == nil:
+			m.b.log.WithField("node", m.node).Info("remote control mailbox open again")
+			return nil
+		case errors.Is(err, ErrClosed):
+			return errors.New("rabbitmq: the broker closed the mailbox consumer")
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case !errors.Is(err, ErrDisconnected):
+			m.b.log.WithError(err).Warn("opening the mailbox again failed; retrying")
+		}
+		select {
+		case <-time.After(backoff(attempt, m.b.cfg.MaxBackoff)):
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }

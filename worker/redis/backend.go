@@ -9,12 +9,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/worker"
 )
@@ -31,13 +34,25 @@ type Config struct {
 	MaxIdle int
 	// KeyPrefix is Celery's global_keyprefix; empty means none.
 	KeyPrefix string
+	// RetryFor is how long a write keeps retrying, with a jittered
+	// exponential backoff, while Redis cannot be reached (a restart, a
+	// failover) before the error is returned; a shorter ctx ends it
+	// sooner. Zero means 5 minutes; a negative value means no retry.
+	RetryFor time.Duration
+	// Log receives the retries; nil discards them.
+	Log logrus.FieldLogger
 }
 
-// Backend is Celery's redis:// result backend.
+// Backend is Celery's redis:// result backend. The connection pool dials
+// again by itself after Redis restarts; writes and chord joins retry
+// across the outage (Config.RetryFor), and are idempotent, so that a
+// retried write never counts twice.
 type Backend struct {
-	pool    *redis.Pool
-	expires int // seconds
-	prefix  string
+	pool     *redis.Pool
+	expires  int // seconds
+	prefix   string
+	retryFor time.Duration
+	log      logrus.FieldLogger
 }
 
 var (
@@ -57,13 +72,23 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	if cfg.MaxIdle == 0 {
 		cfg.MaxIdle = 8
 	}
+	if cfg.RetryFor == 0 {
+		cfg.RetryFor = 5 * time.Minute
+	}
+	if cfg.Log == nil {
+		l := logrus.New()
+		l.Out = io.Discard
+		cfg.Log = l
+	}
 	if _, err := url.Parse(cfg.URL); err != nil {
 		return nil, fmt.Errorf("redis: bad URL: %w", err)
 	}
 	rawURL := cfg.URL
 	b := &Backend{
-		expires: int(cfg.Expires / time.Second),
-		prefix:  cfg.KeyPrefix,
+		expires:  int(cfg.Expires / time.Second),
+		prefix:   cfg.KeyPrefix,
+		retryFor: cfg.RetryFor,
+		log:      cfg.Log,
 		pool: &redis.Pool{
 			MaxIdle:     cfg.MaxIdle,
 			IdleTimeout: 4 * time.Minute,
@@ -115,16 +140,65 @@ func (b *Backend) Store(ctx context.Context, meta protocol.ResultMeta, _ worker.
 	if err != nil {
 		return fmt.Errorf("redis: encode state of %s: %w", meta.TaskID, err)
 	}
-	conn, err := b.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer conn.Close()
 	key := b.TaskKey(meta.TaskID)
-	if _, err := storeScript.DoContext(ctx, conn, key, b.expires, value); err != nil {
-		return fmt.Errorf("redis: store %s: %w", key, err)
+	return b.do(ctx, "store "+key, func(conn redis.Conn) error {
+		_, err := storeScript.DoContext(ctx, conn, key, b.expires, value)
+		return err
+	})
+}
+
+// do runs fn on a pooled connection, again on a new one while Redis cannot
+// be reached, for up to RetryFor. fn must be idempotent.
+func (b *Backend) do(ctx context.Context, what string, fn func(conn redis.Conn) error) error {
+	start := time.Now()
+	for attempt := 0; ; attempt++ {
+		conn, err := b.pool.GetContext(ctx)
+		if err == nil {
+			err = fn(conn)
+			conn.Close()
+		}
+		if err == nil {
+			if attempt > 0 {
+				b.log.WithFields(logrus.Fields{"op": what, "attempts": attempt + 1}).Info("redis: reachable again")
+			}
+			return nil
+		}
+		wait := backoff(attempt)
+		if !retryable(err) || ctx.Err() != nil || b.retryFor < 0 || time.Since(start)+wait > b.retryFor {
+			return fmt.Errorf("redis: %s: %w", what, err)
+		}
+		if attempt == 0 {
+			b.log.WithError(err).WithField("op", what).Warn("redis: unreachable; retrying")
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("redis: %s: %w (then %w)", what, err, context.Cause(ctx))
+		}
 	}
-	return nil
+}
+
+// retryable reports the errors of a Redis that is down or not ready yet,
+// as opposed to a command that Redis refused.
+func retryable(err error) bool {
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		msg := string(rerr)
+		return strings.HasPrefix(msg, "LOADING") || strings.HasPrefix(msg, "MASTERDOWN") ||
+			strings.HasPrefix(msg, "TRYAGAIN") || strings.HasPrefix(msg, "READONLY")
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// backoff is the wait before retry n: exponential from 100 ms, capped at
+// 5 s, the upper half jittered.
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond
+	for range min(attempt, 10) {
+		d *= 2
+	}
+	d = min(d, 5*time.Second)
+	return d/2 + rand.N(d/2+1)
 }
 
 // storeScript is Celery's write in one atomic round trip: GET the key, keep
@@ -146,17 +220,20 @@ return 1
 
 // Result implements worker.ResultReader.
 func (b *Backend) Result(ctx context.Context, taskID string) (protocol.ResultMeta, error) {
-	conn, err := b.pool.GetContext(ctx)
+	var data []byte
+	err := b.do(ctx, "GET "+b.TaskKey(taskID), func(conn redis.Conn) error {
+		var err error
+		data, err = redis.Bytes(redis.DoContext(conn, ctx, "GET", b.TaskKey(taskID)))
+		if errors.Is(err, redis.ErrNil) {
+			data, err = nil, nil
+		}
+		return err
+	})
 	if err != nil {
-		return protocol.ResultMeta{}, fmt.Errorf("redis: %w", err)
+		return protocol.ResultMeta{}, err
 	}
-	defer conn.Close()
-	data, err := redis.Bytes(redis.DoContext(conn, ctx, "GET", b.TaskKey(taskID)))
-	if errors.Is(err, redis.ErrNil) {
+	if data == nil {
 		return protocol.ResultMeta{TaskID: taskID, Status: protocol.StatePending}, nil
-	}
-	if err != nil {
-		return protocol.ResultMeta{}, fmt.Errorf("redis: GET %s: %w", b.TaskKey(taskID), err)
 	}
 	meta, err := protocol.ParseResultMeta(data)
 	if err != nil {
@@ -170,24 +247,27 @@ func (b *Backend) Result(ctx context.Context, taskID string) (protocol.ResultMet
 
 // SetChordSize implements worker.ChordJoiner (Celery's set_chord_size).
 func (b *Backend) SetChordSize(ctx context.Context, groupID string, size int) error {
-	conn, err := b.pool.GetContext(ctx)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer conn.Close()
 	key := b.groupKey(groupID, ".s")
-	conn.Send("MULTI")
-	conn.Send("SETEX", key, b.expires, size)
-	conn.Send("PUBLISH", key, size)
-	if _, err := redis.DoContext(conn, ctx, "EXEC"); err != nil {
-		return fmt.Errorf("redis: set chord size %s: %w", key, err)
-	}
-	return nil
+	return b.do(ctx, "set chord size "+key, func(conn redis.Conn) error {
+		conn.Send("MULTI")
+		conn.Send("SETEX", key, b.expires, size)
+		conn.Send("PUBLISH", key, size)
+		_, err := redis.DoContext(conn, ctx, "EXEC")
+		return err
+	})
 }
 
 // JoinChordPart implements worker.ChordJoiner with Celery's ordered join
 // (redis.py on_chord_part_return): ZADD .j [1, id, state, result] scored by
-// group index, then compare the count with .s + .t.
+// group index, then compare the count with .s + .t; when it is reached,
+// read the members in order and DEL the keys.
+//
+// Unlike Celery's pipeline, it runs as one script, and a task id already
+// in .j is not added again: a member that ran twice (its worker died after
+// the join, or its message was redelivered) counts once even when its
+// second result differs from the first, and a join retried after a lost
+// connection does no harm. The keys and members stay byte-compatible with
+// Celery's, so Python and Go workers can join the same chord.
 func (b *Backend) JoinChordPart(ctx context.Context, groupID string, part worker.ChordPart, fallbackSize int) ([]worker.ChordPart, bool, error) {
 	result := part.Result
 	if exc, ok := result.(protocol.ExceptionInfo); ok {
@@ -197,42 +277,29 @@ func (b *Backend) JoinChordPart(ctx context.Context, groupID string, part worker
 	if err != nil {
 		return nil, false, fmt.Errorf("redis: encode chord part %s: %w", part.TaskID, err)
 	}
+	encodedID, err := protocol.MarshalJSON(part.TaskID)
+	if err != nil {
+		return nil, false, fmt.Errorf("redis: encode chord part %s: %w", part.TaskID, err)
+	}
 	score := "+inf"
 	if part.Index != nil {
 		score = strconv.Itoa(*part.Index)
 	}
 	jkey, tkey, skey := b.groupKey(groupID, ".j"), b.groupKey(groupID, ".t"), b.groupKey(groupID, ".s")
-	conn, err := b.pool.GetContext(ctx)
+	var reply []any
+	err = b.do(ctx, "join chord "+groupID, func(conn redis.Conn) error {
+		var err error
+		reply, err = redis.Values(joinScript.DoContext(ctx, conn, jkey, tkey, skey,
+			encodedID, encoded, score, b.expires, fallbackSize))
+		return err
+	})
 	if err != nil {
-		return nil, false, fmt.Errorf("redis: %w", err)
+		return nil, false, err
 	}
-	defer conn.Close()
-	conn.Send("MULTI")
-	conn.Send("ZADD", jkey, score, encoded)
-	conn.Send("ZCOUNT", jkey, "-inf", "+inf")
-	conn.Send("GET", tkey)
-	conn.Send("GET", skey)
-	conn.Send("EXPIRE", jkey, b.expires)
-	conn.Send("EXPIRE", tkey, b.expires)
-	conn.Send("EXPIRE", skey, b.expires)
-	replies, err := redis.Values(redis.DoContext(conn, ctx, "EXEC"))
-	if err != nil {
-		return nil, false, fmt.Errorf("redis: join chord %s: %w", groupID, err)
-	}
-	ready, _ := redis.Int(replies[1], nil)
-	extra, _ := redis.Int(replies[2], nil)
-	size, err := redis.Int(replies[3], nil)
-	if err != nil {
-		// No .s: a Celery 4.x/5.0 client sent chord_size in the body instead.
-		if fallbackSize == 0 {
-			return nil, false, nil
-		}
-		size = fallbackSize
-	}
-	if ready != size+extra {
+	if len(reply) < 2 {
 		return nil, false, nil
 	}
-	members, err := redis.ByteSlices(redis.DoContext(conn, ctx, "ZRANGE", jkey, 0, -1))
+	members, err := redis.ByteSlices(reply[1], nil)
 	if err != nil {
 		return nil, false, fmt.Errorf("redis: read chord %s: %w", groupID, err)
 	}
@@ -244,11 +311,44 @@ func (b *Backend) JoinChordPart(ctx context.Context, groupID string, part worker
 		}
 		parts = append(parts, p)
 	}
-	if _, err := redis.DoContext(conn, ctx, "DEL", jkey, tkey, skey); err != nil {
-		return nil, false, fmt.Errorf("redis: clear chord %s: %w", groupID, err)
-	}
 	return parts, true, nil
 }
+
+// joinScript is the chord join. KEYS: .j .t .s; ARGV: the task id as JSON,
+// the member, its score, the expiry in seconds, the size to use when .s
+// is missing (0: none). It returns {0} while the chord is incomplete and
+// {1, members in order} once, when it completes.
+var joinScript = redis.NewScript(3, `
+local found = false
+local prefixes = {'[1, ' .. ARGV[1], '[1,' .. ARGV[1]}
+for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  for _, p in ipairs(prefixes) do
+    if string.sub(m, 1, #p) == p then
+      local rest = string.sub(m, #p + 1, #p + 1)
+      if rest == ',' or rest == ']' then found = true end
+    end
+  end
+  if found then break end
+end
+if not found then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+end
+local ready = redis.call('ZCOUNT', KEYS[1], '-inf', '+inf')
+local extra = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+local sv = redis.call('GET', KEYS[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+local size = sv and tonumber(sv)
+if not size then
+  size = tonumber(ARGV[5])
+  if not size or size == 0 then return {0} end
+end
+if ready ~= size + extra then return {0} end
+local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return {1, members}
+`)
 
 // decodeChordPart reads a .j member [1, id, state, result].
 func decodeChordPart(data []byte) (worker.ChordPart, error) {

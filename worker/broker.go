@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"time"
 
 	"github.com/vhg/vhg-worker/protocol"
 )
@@ -22,6 +23,12 @@ type DeliveryInfo struct {
 	Exchange    string
 	RoutingKey  string
 	Redelivered bool
+	// Redeliveries counts how many times the message came back because
+	// the worker holding it died or lost its connection (an adapter keeps
+	// the count in a header of its own; zero on a first delivery). The
+	// Server gives up on a message that keeps coming back (see
+	// Config.MaxRedeliveries).
+	Redeliveries int
 }
 
 // Delivery is one received task message. Ack and Reject must be called at
@@ -31,6 +38,44 @@ type Delivery interface {
 	Info() DeliveryInfo
 	Ack() error
 	Reject(requeue bool) error
+}
+
+// LeasingDelivery is implemented by deliveries that must be settled soon
+// after they arrive: RabbitMQ closes the channel of a consumer that keeps a
+// message unacknowledged past its consumer_timeout, and redelivers every
+// message on it (reference §7, gotcha 2). The Server never keeps such a
+// delivery unsettled for longer than MaxHold: a message still waiting (for
+// its ETA or for a free slot) is postponed, and the message of an acks_late
+// task still running is leased.
+type LeasingDelivery interface {
+	Delivery
+	// MaxHold is how long the message may stay unsettled after it arrived.
+	MaxHold() time.Duration
+	// Postpone gives the message back to the broker, to be delivered
+	// again not before eta (at once when eta is zero or past, after about
+	// MaxHold otherwise), and settles this delivery.
+	Postpone(ctx context.Context, eta time.Time) error
+	// Lease settles this delivery while its task goes on running: the
+	// broker keeps a guard copy that runs the task again if this worker
+	// dies before it calls Ack or Reject, which end the lease (Reject with
+	// requeue gives the message back).
+	Lease(ctx context.Context) error
+}
+
+// StaleDelivery is implemented by deliveries that outlive their
+// connection: Stale reports that it is lost, so the message can no longer
+// be acknowledged and the broker redelivers it. The Server drops a stale
+// message it has not started, as Celery does after a reconnect.
+type StaleDelivery interface {
+	Stale() bool
+}
+
+// PrefetchAdjuster is implemented by deliveries whose consumer's prefetch
+// count can grow while the worker holds messages for their ETA, so that
+// held messages do not starve the worker (Celery's
+// qos.increment_eventually).
+type PrefetchAdjuster interface {
+	AdjustPrefetch(delta int)
 }
 
 // Broker is what the Server needs from a message broker.

@@ -35,6 +35,10 @@ func (e hardTimeLimitError) Error() string {
 //     finished (requeue, so another worker runs it).
 func (s *Server) execute(r *request) {
 	log := r.log
+	if !r.start() {
+		s.unhold(r)
+		return
+	}
 	ctx, cancel := context.WithCancelCause(s.hardCtx)
 	defer cancel(nil)
 	// Tracked before the revocation check, so that a revoke racing with

@@ -34,6 +34,11 @@ type Config struct {
 	// DefaultQueue receives published tasks with no route; empty means the
 	// first of Queues.
 	DefaultQueue string
+	// MaxRedeliveries is how many times a message may come back because
+	// the worker running it died or lost its connection (see
+	// DeliveryInfo.Redeliveries) before it ends as FAILURE instead of
+	// running again; zero means 5, a negative value no limit.
+	MaxRedeliveries int
 }
 
 func (c Config) withDefaults() Config {
@@ -192,6 +197,7 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 			if r == nil {
 				continue
 			}
+			s.watchHold(r)
 			s.hold(r, !r.msg.ETA.IsZero() && time.Now().Before(r.msg.ETA))
 			held.Add(1)
 			go func() {
@@ -209,9 +215,16 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
+		unbump := bumpPrefetch(r)
 		select {
 		case <-timer.C:
+			unbump()
+		case <-r.gone: // postponed
+			unbump()
+			s.unhold(r)
+			return
 		case <-ctx.Done():
+			unbump()
 			s.unhold(r)
 			r.requeue(s.log)
 			return
@@ -225,6 +238,8 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	}
 	select {
 	case work <- r:
+	case <-r.gone: // postponed
+		s.unhold(r)
 	case <-ctx.Done():
 		s.unhold(r)
 		r.requeue(s.log)
@@ -243,9 +258,19 @@ type request struct {
 	acked atomic.Bool
 	// runtime is how long the handler ran, for the outcome's event.
 	runtime time.Duration
+
+	// mu orders settling with the hold timer (holdlimit.go).
+	mu        sync.Mutex
+	started   bool
+	leased    bool
+	holdTimer *time.Timer
+	gone      chan struct{} // closed when the hold timer postponed it
 }
 
 func (r *request) ack(log logrus.FieldLogger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.settled()
 	if r.acked.Swap(true) {
 		return
 	}
@@ -255,6 +280,9 @@ func (r *request) ack(log logrus.FieldLogger) {
 }
 
 func (r *request) reject(log logrus.FieldLogger, requeue bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.settled()
 	if r.acked.Swap(true) {
 		return
 	}
@@ -288,8 +316,8 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 		}
 		return nil
 	}
-	r := &request{delivery: d, msg: msg, handler: h, config: cfg, log: log}
-	if s.expired(ctx, r) || s.discardRevoked(ctx, r) {
+	r := &request{delivery: d, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{})}
+	if s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
 		return nil
 	}
 	log.WithField("eta", msg.ETA).Debug("task received")

@@ -9,11 +9,13 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/worker"
+	"github.com/vhg/vhg-worker/worker/metrics"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
 	"github.com/vhg/vhg-worker/worker/redis"
 )
@@ -31,6 +33,8 @@ type workerFlags struct {
 	taskEvents         bool
 	metricsAddr        string
 	shutdownTimeout    time.Duration
+	consumerTimeout    time.Duration
+	maxRedeliveries    int
 	tasks              taskFlags
 }
 
@@ -54,6 +58,9 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.BoolVar(&f.taskEvents, "task-events", false, "same as -E")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address, e.g. :9808 (empty: off)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a first SIGTERM/SIGINT waits for running tasks")
+	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", 30*time.Minute,
+		"RabbitMQ's consumer_timeout (or less): no message is held unacknowledged for more than half of it; longer acks_late tasks are leased (see README)")
+	fs.IntVar(&f.maxRedeliveries, "max-redeliveries", 5, "a message that comes back more often because its worker died ends as FAILURE (negative: no limit)")
 	f.tasks.add(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -112,7 +119,22 @@ func runWorker(args []string) int {
 		return 2
 	}
 
-	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: f.broker, Log: log})
+	// The metrics exist once the broker is connected; its connection
+	// events are counted from then on.
+	var collector atomic.Pointer[metrics.Collector]
+	broker, err := rabbitmq.Dial(rabbitmq.Config{
+		URL: f.broker, Log: log, ConsumerTimeout: f.consumerTimeout,
+		OnConnectionLost: func(error) {
+			if m := collector.Load(); m != nil {
+				m.BrokerDisconnected()
+			}
+		},
+		OnReconnect: func() {
+			if m := collector.Load(); m != nil {
+				m.BrokerReconnected()
+			}
+		},
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker: cannot reach the broker at %s: %v\n"+
 			"  start RabbitMQ (rabbitmq-server -detached, or make services) or pass -b amqp://user:pass@host:5672//\n",
@@ -140,6 +162,7 @@ func runWorker(args []string) int {
 		PrefetchMultiplier: f.prefetchMultiplier,
 		NodeName:           node,
 		ShutdownTimeout:    f.shutdownTimeout,
+		MaxRedeliveries:    f.maxRedeliveries,
 	}, broker, backend, mux, log)
 
 	ctx, stop := context.WithCancel(context.Background())
@@ -175,14 +198,9 @@ func runWorker(args []string) int {
 			srv.StopNow()
 		}
 	}()
-	connLost := broker.NotifyClose()
-	go func() {
-		if err, ok := <-connLost; ok && err != nil {
-			log.WithError(err).Error("broker connection lost")
-			operations.metrics.BrokerDisconnected()
-			stop()
-		}
-	}()
+	// A lost broker connection is repaired by the broker itself
+	// (reconnect, re-declare, consume again); the worker keeps running.
+	collector.Store(operations.metrics)
 
 	operations.start(ctx)
 	err = srv.Run(ctx)

@@ -19,6 +19,7 @@
 //	vhg_worker_tasks_held                    received, waiting for a slot or an ETA
 //	vhg_worker_ffmpeg_seconds_total{task}    time spent in tasks that run ffmpeg
 //	vhg_worker_broker_disconnects_total      broker connections lost
+//	vhg_worker_broker_reconnects_total       broker connections restored
 //
 // # Health
 //
@@ -66,6 +67,7 @@ type Collector struct {
 	runtime     *prometheus.HistogramVec
 	ffmpeg      *prometheus.CounterVec
 	disconnects prometheus.Counter
+	reconnects  prometheus.Counter
 	ffmpegTasks map[string]bool
 }
 
@@ -96,6 +98,10 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 			Namespace: "vhg_worker", Name: "broker_disconnects_total",
 			Help: "Broker connections lost.",
 		}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "vhg_worker", Name: "broker_reconnects_total",
+			Help: "Broker connections restored after a loss.",
+		}),
 		ffmpegTasks: make(map[string]bool, len(cfg.FFmpegTasks)),
 	}
 	for _, name := range cfg.FFmpegTasks {
@@ -110,7 +116,7 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 	}, func() float64 { return float64(src.Stats().Held) })
 	for _, m := range []prometheus.Collector{
 		c.received, c.succeeded, c.failed, c.retried, c.revoked, c.rejected,
-		c.runtime, c.ffmpeg, c.disconnects, active, held,
+		c.runtime, c.ffmpeg, c.disconnects, c.reconnects, active, held,
 	} {
 		if err := reg.Register(m); err != nil {
 			return nil, err
@@ -158,6 +164,9 @@ func (c *Collector) ran(task string, d time.Duration) {
 
 // BrokerDisconnected counts a lost broker connection.
 func (c *Collector) BrokerDisconnected() { c.disconnects.Inc() }
+
+// BrokerReconnected counts a broker connection restored after a loss.
+func (c *Collector) BrokerReconnected() { c.reconnects.Inc() }
 
 // Handler serves the metrics gathered from g at /metrics and the health
 // check at /healthz: 200 "ok" when health returns nil, else 503 and the

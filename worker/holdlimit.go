@@ -1,0 +1,157 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/protocol"
+)
+
+// How the Server keeps a message from being held too long, dropped after a
+// reconnect, or redelivered forever. The ack rules themselves are in
+// execute.go; this is what happens around them.
+//
+//   - A delivery that must be settled within MaxHold (LeasingDelivery: the
+//     RabbitMQ consumer_timeout) is watched from the moment it arrives.
+//     Still waiting at MaxHold (for its ETA or a free slot), it is
+//     postponed; running an acks_late task, it is leased. An ETA further
+//     away than MaxHold is postponed on arrival.
+//   - Messages held for their ETA raise the consumer's prefetch count by
+//     one each while they wait (PrefetchAdjuster), as Celery's
+//     qos.increment_eventually does, so they cannot starve the worker.
+//   - A delivery whose connection is lost (StaleDelivery) is dropped
+//     instead of started: the broker redelivers it.
+//   - A message that came back more than Config.MaxRedeliveries times
+//     (DeliveryInfo.Redeliveries: its worker died or lost its connection
+//     each time) is not run again: it ends as FAILURE (WorkerLostError)
+//     and is rejected, so a task that kills the worker cannot loop.
+
+// settleTimeout bounds a postpone or a lease taken by the hold timer.
+const settleTimeout = time.Minute
+
+// watchHold starts the timer that settles r before its delivery's MaxHold.
+func (s *Server) watchHold(r *request) {
+	ld, ok := r.delivery.(LeasingDelivery)
+	if !ok || ld.MaxHold() <= 0 {
+		return
+	}
+	r.mu.Lock()
+	r.holdTimer = time.AfterFunc(ld.MaxHold(), func() { s.holdLimit(r, ld) })
+	r.mu.Unlock()
+}
+
+// holdLimit runs when r has been held for MaxHold.
+func (s *Server) holdLimit(r *request, ld LeasingDelivery) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.acked.Load() || r.leased {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	retry := func(err error, what string) {
+		wait := min(ld.MaxHold()/10, time.Minute)
+		r.log.WithError(err).WithField("retry_in", wait).Error(what)
+		r.holdTimer = time.AfterFunc(wait, func() { s.holdLimit(r, ld) })
+	}
+	if !r.started {
+		if err := ld.Postpone(ctx, r.msg.ETA); err != nil {
+			retry(err, "postponing a message held too long failed")
+			return
+		}
+		r.acked.Store(true)
+		close(r.gone)
+		r.log.WithField("max_hold", ld.MaxHold()).Info("message waited longer than the broker lets it be held: given back to the broker")
+		return
+	}
+	if !r.config.AcksLate {
+		return // acknowledged when it started
+	}
+	if err := ld.Lease(ctx); err != nil {
+		retry(err, "leasing the message of a long task failed")
+		return
+	}
+	r.leased = true
+}
+
+// postponeFar gives a message whose ETA is further than MaxHold back to the
+// broker at once, instead of holding it. It reports whether it did.
+func (s *Server) postponeFar(ctx context.Context, r *request) bool {
+	ld, ok := r.delivery.(LeasingDelivery)
+	if !ok || r.msg.ETA.IsZero() || time.Until(r.msg.ETA) <= ld.MaxHold() {
+		return false
+	}
+	if err := ld.Postpone(ctx, r.msg.ETA); err != nil {
+		r.log.WithError(err).Warn("postponing a far ETA failed; holding the message instead")
+		return false
+	}
+	r.acked.Store(true)
+	r.log.WithField("eta", r.msg.ETA).Debug("ETA further than the broker lets a message be held: postponed")
+	return true
+}
+
+// start marks r as started; it reports false when r must not run: already
+// settled (postponed), or received on a connection since lost.
+func (r *request) start() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.acked.Load() {
+		return false
+	}
+	if sd, ok := r.delivery.(StaleDelivery); ok && sd.Stale() {
+		r.acked.Store(true)
+		r.log.Warn("dropping a message received before the broker connection was lost: the broker redelivers it")
+		return false
+	}
+	r.started = true
+	return true
+}
+
+// settled stops the hold timer once r is acknowledged or rejected.
+func (r *request) settled() {
+	if r.holdTimer != nil {
+		r.holdTimer.Stop()
+	}
+}
+
+// bumpPrefetch raises the prefetch count while r waits for its ETA; the
+// returned function lowers it again.
+func bumpPrefetch(r *request) func() {
+	pa, ok := r.delivery.(PrefetchAdjuster)
+	if !ok {
+		return func() {}
+	}
+	pa.AdjustPrefetch(1)
+	return func() { pa.AdjustPrefetch(-1) }
+}
+
+// tooManyRedeliveries settles a message that keeps coming back because the
+// worker running it dies: FAILURE WorkerLostError stored, errbacks and
+// chord applied as for any failure, message rejected without requeue.
+func (s *Server) tooManyRedeliveries(ctx context.Context, r *request) bool {
+	max := s.cfg.MaxRedeliveries
+	if max == 0 {
+		max = defaultMaxRedeliveries
+	}
+	n := r.delivery.Info().Redeliveries
+	if max < 0 || n <= max {
+		return false
+	}
+	err := &TaskError{Module: "billiard.exceptions", Type: "WorkerLostError",
+		Args: []any{fmt.Sprintf("Worker exited prematurely: the message came back %d times (limit %d); not running it again", n, max)}}
+	exc := ExceptionFor(err)
+	tb := traceback(r.msg.Task, r.msg.ID, exc, err)
+	r.log.WithFields(logrus.Fields{"redeliveries": n, "limit": max}).Error("giving up on a message that keeps coming back: storing FAILURE")
+	if !r.ignoreResult() {
+		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
+	}
+	s.notify(TaskEvent{Type: protocol.EventTaskFailed, Msg: r.msg, Exception: exc, Traceback: tb})
+	s.client.afterFailure(ctx, r.msg, exc, tb)
+	r.reject(r.log, false)
+	return true
+}
+
+// defaultMaxRedeliveries is Config.MaxRedeliveries when zero.
+const defaultMaxRedeliveries = 5

@@ -113,15 +113,19 @@ func (l *eventLog) waitFor(t *testing.T, id, what string) {
 
 // recordingBroker is the memory broker with deliveries that record
 // "deliver", "ack" and "reject requeue=<bool>" under the message's
-// correlation id.
+// correlation id. Settlements are recorded as they start, so a requeued
+// message's "reject" comes before its next "deliver".
 type recordingBroker struct {
 	*memory.Broker
 	log *eventLog
 }
 
+// Publish records "publish" once the message is in the broker, so that a
+// test woken by the event finds it there.
 func (b *recordingBroker) Publish(ctx context.Context, to worker.Route, env protocol.Envelope) error {
+	err := b.Broker.Publish(ctx, to, env)
 	b.log.add(env.CorrelationID, "publish")
-	return b.Broker.Publish(ctx, to, env)
+	return err
 }
 
 func (b *recordingBroker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan worker.Delivery, error) {
@@ -171,9 +175,13 @@ type recordingBackend struct {
 	log *eventLog
 }
 
+// The backend records after the fact: a test woken by "store SUCCESS"
+// finds the state stored.
+
 func (b *recordingBackend) SetChordSize(ctx context.Context, groupID string, size int) error {
+	err := b.Backend.SetChordSize(ctx, groupID, size)
 	b.log.add(groupID, fmt.Sprintf("chord size %d", size))
-	return b.Backend.SetChordSize(ctx, groupID, size)
+	return err
 }
 
 func (b *recordingBackend) JoinChordPart(ctx context.Context, groupID string, part worker.ChordPart, fallbackSize int) ([]worker.ChordPart, bool, error) {
@@ -183,8 +191,9 @@ func (b *recordingBackend) JoinChordPart(ctx context.Context, groupID string, pa
 }
 
 func (b *recordingBackend) Store(ctx context.Context, meta protocol.ResultMeta, to worker.ReplyRoute) error {
+	err := b.Backend.Store(ctx, meta, to)
 	b.log.add(meta.TaskID, "store "+string(meta.Status))
-	return b.Backend.Store(ctx, meta, to)
+	return err
 }
 
 // testWorker is a running Server with its fakes.
@@ -268,6 +277,20 @@ func (w *testWorker) run(t *testing.T) {
 			t.Errorf("Server.Run did not return after the test")
 		}
 	})
+}
+
+// waitLen waits until queue holds n messages. Brokers give back what they
+// had not handed over yet in their own goroutines, possibly after Run
+// returned.
+func (w *testWorker) waitLen(t *testing.T, queue string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for w.broker.Len(queue) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages in %s, want %d", w.broker.Len(queue), queue, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitStopped waits for Run to return and returns its error.

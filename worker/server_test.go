@@ -190,6 +190,7 @@ func TestETA(t *testing.T) {
 		t.Errorf("run order = %v, want %v (the ETA message must not block the queue)", order, want)
 	}
 	mu.Unlock()
+	w.events.waitFor(t, laterID, "store SUCCESS")
 	if got, want := w.events.of(laterID), []string{"deliver", "ack", "run", "store SUCCESS"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("events of the ETA message = %q, want %q", got, want)
 	}
@@ -604,9 +605,7 @@ func TestStopNow(t *testing.T) {
 			if h := w.backend.History(); len(h) != 0 {
 				t.Errorf("stored %+v, want nothing", h)
 			}
-			if n := w.broker.Len("celery"); n != 1 {
-				t.Errorf("%d messages in the queue, want the requeued one", n)
-			}
+			w.waitLen(t, "celery", 1) // the requeued message
 		})
 	}
 }
@@ -635,8 +634,14 @@ func TestTerminate(t *testing.T) {
 		t.Fatalf("state = %s, want REVOKED", meta.Status)
 	}
 	assertJSONEqual(t, "result", meta.Result, excDict("celery.exceptions", "TaskRevokedError", "terminated"))
-	if w.server.Terminate(id) {
-		t.Error("Terminate(finished id) = true")
+	// Once the task has returned it is no longer running here (the result
+	// is stored just before that, so poll).
+	deadline := time.Now().Add(waitTimeout)
+	for w.server.Terminate(id) {
+		if time.Now().After(deadline) {
+			t.Fatal("Terminate(finished id) still true")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -320,21 +320,19 @@ func TestControlOnRunningServer(t *testing.T) {
 		{queuedID, []string{"task-received", "task-revoked"}},
 		{earlyID, []string{"task-revoked"}},
 	} {
-		if got := seen.of(tc.id); !slices.Equal(got, tc.want) {
-			t.Errorf("observed for %s: %v, want %v", tc.id, got, tc.want)
-		}
+		// The state is stored before the observers hear of it: wait.
+		waitUntil(t, "the observed events of "+tc.id, func() bool { return slices.Equal(seen.of(tc.id), tc.want) })
+	}
+	for _, id := range []string{queuedID, earlyID} {
+		waitUntil(t, "the ack of revoked "+id, func() bool { return w.events.position(id, "ack") >= 0 })
 	}
 	if w.events.position(queuedID, "run") >= 0 || w.events.position(earlyID, "run") >= 0 {
 		t.Error("a revoked task ran")
 	}
-	for _, id := range []string{queuedID, earlyID} {
-		if w.events.position(id, "ack") < 0 {
-			t.Errorf("revoked %s not acknowledged: %v", id, w.events.of(id))
-		}
-	}
-	if st := w.server.Stats(); st.Active != 0 || st.Held != 1 || st.Processed != 1 {
-		t.Errorf("stats after: %+v, want the ETA task held and one processed", st)
-	}
+	waitUntil(t, "stats with the ETA task held and one processed", func() bool {
+		st := w.server.Stats()
+		return st.Active == 0 && st.Held == 1 && st.Processed == 1
+	})
 }
 
 // observed records the TaskEvents a Server reports.

@@ -96,8 +96,14 @@ func taskRevoked(reason string) protocol.ExceptionInfo {
 	return protocol.ExceptionInfo{Module: "celery.exceptions", Type: "TaskRevokedError", Message: []any{reason}}
 }
 
+// timeLimitExceeded carries the limit as the header gave it: whole seconds
+// stay an int, as in Python's TimeLimitExceeded(10).
 func timeLimitExceeded(limit time.Duration) protocol.ExceptionInfo {
-	return protocol.ExceptionInfo{Module: "billiard.exceptions", Type: "TimeLimitExceeded", Message: []any{limit.Seconds()}}
+	var seconds any = limit.Seconds()
+	if limit%time.Second == 0 {
+		seconds = int64(limit / time.Second)
+	}
+	return protocol.ExceptionInfo{Module: "billiard.exceptions", Type: "TimeLimitExceeded", Message: []any{seconds}}
 }
 
 func softTimeLimitExceeded() protocol.ExceptionInfo {

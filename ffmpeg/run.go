@@ -78,7 +78,8 @@ func lastLine(s string) string {
 // playable file up to where it stopped. If it is still running after
 // opts.GracePeriod it gets SIGKILL. ffmpeg runs in its own process group and,
 // once it has exited, whatever else is left in that group is killed, so no
-// child outlives Run. The error then wraps ctx.Err() and context.Cause(ctx):
+// child outlives Run; on Linux the kernel also kills ffmpeg if the worker
+// process dies first. The error then wraps ctx.Err() and context.Cause(ctx):
 // errors.Is(err, context.Canceled) holds for a cancelled ctx.
 //
 // A run that exits unsuccessfully gives an *ExitError with the end of its
@@ -113,6 +114,9 @@ func run(ctx context.Context, argv []string, stdout io.Writer, grace time.Durati
 	// Its own process group, so that one signal reaches every process it
 	// starts and none of them gets the worker's terminal signals.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// And killed by the kernel if the worker dies without cancelling it
+	// (kill -9, a crash), so that no encode outlives it (Linux).
+	setDeathSignal(cmd.SysProcAttr)
 	cmd.Cancel = func() error {
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	}

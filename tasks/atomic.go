@@ -2,10 +2,13 @@ package tasks
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // Every output appears under its final name in one rename, so that a step
@@ -45,8 +48,24 @@ func tempDirSibling(dir string) (string, error) {
 
 // replaceDir puts the finished directory tmp in place of dir: an existing
 // dir is first moved aside and removed afterwards, so dir always holds one
-// complete build.
+// complete build. Two runs of the same step (a message redelivered while
+// the first run still goes on) may race here; the last one wins, and
+// neither fails.
 func replaceDir(tmp, dir string) error {
+	var err error
+	for range 5 {
+		if err = replaceDirOnce(tmp, dir); err == nil || !errors.Is(err, errDirTaken) {
+			return err
+		}
+	}
+	return err
+}
+
+// errDirTaken is wrapped when another run put dir back between our move
+// aside and our rename.
+var errDirTaken = errors.New("directory taken meanwhile")
+
+func replaceDirOnce(tmp, dir string) error {
 	var old string
 	if _, err := os.Lstat(dir); err == nil {
 		aside, err := tempDirSibling(dir)
@@ -54,13 +73,19 @@ func replaceDir(tmp, dir string) error {
 			return err
 		}
 		old = filepath.Join(aside, "old")
-		if err := os.Rename(dir, old); err != nil {
-			os.RemoveAll(aside)
-			return fmt.Errorf("move %s aside: %w", dir, err)
-		}
 		defer os.RemoveAll(aside)
+		if err := os.Rename(dir, old); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				old = "" // another run moved it first
+			} else {
+				return fmt.Errorf("move %s aside: %w", dir, err)
+			}
+		}
 	}
 	if err := os.Rename(tmp, dir); err != nil {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("rename %s to %s: %w: %w", tmp, dir, errDirTaken, err)
+		}
 		if old != "" {
 			os.Rename(old, dir) // best effort: put the previous build back
 		}

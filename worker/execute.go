@@ -73,7 +73,7 @@ func (s *Server) execute(r *request) {
 	}
 
 	start := time.Now()
-	task := &Task{Msg: r.msg, Log: log, Delivery: r.delivery.Info(), config: r.config, server: s}
+	task := &Task{Msg: r.msg, Log: log, Delivery: r.current().Info(), config: r.config, server: s}
 	log.Info("task started")
 	result, err := s.call(runCtx, r.handler, task)
 	runtime := time.Since(start)
@@ -279,7 +279,7 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 	}
 	// Route the retry where the message came from (Celery: the original
 	// exchange and routing key; "" exchange means the queue itself).
-	info := r.delivery.Info()
+	info := r.current().Info()
 	next.Priority = r.msg.Priority
 	if err := s.client.publish(ctx, &next, Route{Exchange: info.Exchange, RoutingKey: info.RoutingKey}); err != nil {
 		// Celery turns a failed retry publish into Reject(requeue=False).

@@ -23,6 +23,9 @@ import (
 //     qos.increment_eventually does, so they cannot starve the worker.
 //   - A delivery whose connection is lost (StaleDelivery) is dropped
 //     instead of started: the broker redelivers it.
+//   - A message that comes back after a lost connection while its task is
+//     still running here is adopted by that run (its acknowledgement goes
+//     to the new delivery) instead of running twice.
 //   - A message that came back more than Config.MaxRedeliveries times
 //     (DeliveryInfo.Redeliveries: its worker died or lost its connection
 //     each time) is not run again: it ends as FAILURE (WorkerLostError)
@@ -33,7 +36,7 @@ const settleTimeout = time.Minute
 
 // watchHold starts the timer that settles r before its delivery's MaxHold.
 func (s *Server) watchHold(r *request) {
-	ld, ok := r.delivery.(LeasingDelivery)
+	ld, ok := r.current().(LeasingDelivery)
 	if !ok || ld.MaxHold() <= 0 {
 		return
 	}
@@ -79,7 +82,7 @@ func (s *Server) holdLimit(r *request, ld LeasingDelivery) {
 // postponeFar gives a message whose ETA is further than MaxHold back to the
 // broker at once, instead of holding it. It reports whether it did.
 func (s *Server) postponeFar(ctx context.Context, r *request) bool {
-	ld, ok := r.delivery.(LeasingDelivery)
+	ld, ok := r.current().(LeasingDelivery)
 	if !ok || r.msg.ETA.IsZero() || time.Until(r.msg.ETA) <= ld.MaxHold() {
 		return false
 	}
@@ -100,7 +103,7 @@ func (r *request) start() bool {
 	if r.acked.Load() {
 		return false
 	}
-	if sd, ok := r.delivery.(StaleDelivery); ok && sd.Stale() {
+	if sd, ok := r.current().(StaleDelivery); ok && sd.Stale() {
 		r.acked.Store(true)
 		r.log.Warn("dropping a message received before the broker connection was lost: the broker redelivers it")
 		return false
@@ -119,7 +122,7 @@ func (r *request) settled() {
 // bumpPrefetch raises the prefetch count while r waits for its ETA; the
 // returned function lowers it again.
 func bumpPrefetch(r *request) func() {
-	pa, ok := r.delivery.(PrefetchAdjuster)
+	pa, ok := r.current().(PrefetchAdjuster)
 	if !ok {
 		return func() {}
 	}
@@ -135,7 +138,7 @@ func (s *Server) tooManyRedeliveries(ctx context.Context, r *request) bool {
 	if max == 0 {
 		max = defaultMaxRedeliveries
 	}
-	n := r.delivery.Info().Redeliveries
+	n := r.current().Info().Redeliveries
 	if max < 0 || n <= max {
 		return false
 	}
@@ -155,3 +158,43 @@ func (s *Server) tooManyRedeliveries(ctx context.Context, r *request) bool {
 
 // defaultMaxRedeliveries is Config.MaxRedeliveries when zero.
 const defaultMaxRedeliveries = 5
+
+// current is the delivery to settle: the adopted one, if any.
+func (r *request) current() Delivery {
+	if d := r.adopted.Load(); d != nil {
+		return *d
+	}
+	return r.delivery
+}
+
+// adopt hands a message that came back after a lost connection to its
+// task still running here, whose own delivery can no longer be
+// acknowledged. It reports whether it did.
+func (s *Server) adopt(r *request) bool {
+	if !r.delivery.Info().Redelivered {
+		return false
+	}
+	s.mu.Lock()
+	rt, ok := s.running[r.msg.ID]
+	s.mu.Unlock()
+	if !ok {
+		return false
+	}
+	run := rt.r
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	sd, ok := run.current().(StaleDelivery)
+	if run.acked.Load() || run.leased || !ok || !sd.Stale() {
+		return false
+	}
+	d := r.delivery
+	run.adopted.Store(&d)
+	if run.holdTimer != nil {
+		run.holdTimer.Stop()
+	}
+	if ld, ok := d.(LeasingDelivery); ok && ld.MaxHold() > 0 {
+		run.holdTimer = time.AfterFunc(ld.MaxHold(), func() { s.holdLimit(run, ld) })
+	}
+	r.log.Warn("message came back after a lost connection while its task still runs here: the run goes on and acknowledges it")
+	return true
+}

@@ -265,6 +265,9 @@ type request struct {
 	leased    bool
 	holdTimer *time.Timer
 	gone      chan struct{} // closed when the hold timer postponed it
+	// adopted replaces delivery when the message came back after a lost
+	// connection while its task was still running here.
+	adopted atomic.Pointer[Delivery]
 }
 
 func (r *request) ack(log logrus.FieldLogger) {
@@ -274,7 +277,7 @@ func (r *request) ack(log logrus.FieldLogger) {
 	if r.acked.Swap(true) {
 		return
 	}
-	if err := r.delivery.Ack(); err != nil {
+	if err := r.current().Ack(); err != nil {
 		log.WithError(err).Error("ack failed; the broker will redeliver the message")
 	}
 }
@@ -286,7 +289,7 @@ func (r *request) reject(log logrus.FieldLogger, requeue bool) {
 	if r.acked.Swap(true) {
 		return
 	}
-	if err := r.delivery.Reject(requeue); err != nil {
+	if err := r.current().Reject(requeue); err != nil {
 		log.WithError(err).Error("reject failed")
 	}
 }
@@ -317,7 +320,7 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 		return nil
 	}
 	r := &request{delivery: d, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{})}
-	if s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
+	if s.adopt(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
 		return nil
 	}
 	log.WithField("eta", msg.ETA).Debug("task received")

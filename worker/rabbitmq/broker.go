@@ -265,6 +265,13 @@ func (b *Broker) connection(ctx context.Context) (*amqp.Connection, uint64, erro
 	}
 }
 
+// isClosed reports whether Close was called.
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
+}
+
 // generation is the number of the current connection.
 func (b *Broker) generation() uint64 {
 	b.mu.Lock()

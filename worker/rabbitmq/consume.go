@@ -118,7 +118,7 @@ func (c *consumer) run(ctx context.Context, streams []stream) {
 	defer close(c.out)
 	for {
 		c.forward(ctx, streams)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || c.b.isClosed() {
 			return
 		}
 		c.b.log.WithField("queues", c.queues).Warn("consumer stopped by the broker; subscribing again")

@@ -22,28 +22,73 @@ func writeFileAtomic(path string, data []byte) error {
 	return err
 }
 
-// tempSibling creates an empty temporary file next to path, named so that
-// no step mistakes it for an output, and returns its name.
-func tempSibling(path string) (string, error) {
+// Temporary names are locked (flock) by the run writing them until it is
+// done, so that a run killed halfway (kill -9, a power cut) leaves an
+// unlocked temporary behind, which the next run of the step removes; a
+// temporary still locked belongs to a live run (the same step redelivered
+// while it still runs elsewhere) and is left alone.
+
+// tempSibling removes the stale temporary files of path, creates an empty
+// one next to it, named so that no step mistakes it for an output, and
+// returns its name and the function that releases its lock.
+func tempSibling(path string) (string, func(), error) {
+	sweepStale(path)
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("temporary file for %s: %w", path, err)
+		return "", nil, fmt.Errorf("temporary file for %s: %w", path, err)
 	}
-	f.Close()
-	return f.Name(), nil
+	syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	return f.Name(), func() { f.Close() }, nil
 }
 
-// tempDirSibling creates an empty temporary directory next to dir.
-func tempDirSibling(dir string) (string, error) {
+// tempDirSibling removes the stale temporary directories of dir and
+// creates an empty one next to it, locked until release is called.
+func tempDirSibling(dir string) (string, func(), error) {
+	sweepStale(dir)
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
 	if err != nil {
-		return "", fmt.Errorf("temporary directory for %s: %w", dir, err)
+		return "", nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		os.RemoveAll(tmp)
-		return "", fmt.Errorf("temporary directory for %s: %w", dir, err)
+		return "", nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
-	return tmp, nil
+	f, err := os.Open(tmp)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
+	}
+	syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	return tmp, func() { f.Close() }, nil
+}
+
+// sweepStale removes the temporaries of path that no live run holds.
+func sweepStale(path string) {
+	pattern := filepath.Join(filepath.Dir(path), "."+globEscape(filepath.Base(path))+".tmp-*")
+	names, _ := filepath.Glob(pattern)
+	for _, name := range names {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			os.RemoveAll(name)
+		}
+		f.Close()
+	}
+}
+
+// globEscape quotes the characters filepath.Match treats specially.
+func globEscape(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
 
 // replaceDir puts the finished directory tmp in place of dir: an existing
@@ -68,10 +113,11 @@ var errDirTaken = errors.New("directory taken meanwhile")
 func replaceDirOnce(tmp, dir string) error {
 	var old string
 	if _, err := os.Lstat(dir); err == nil {
-		aside, err := tempDirSibling(dir)
+		aside, release, err := tempDirSibling(dir)
 		if err != nil {
 			return err
 		}
+		defer release()
 		old = filepath.Join(aside, "old")
 		defer os.RemoveAll(aside)
 		if err := os.Rename(dir, old); err != nil {
@@ -96,10 +142,11 @@ func replaceDirOnce(tmp, dir string) error {
 
 // copyInto writes r to a temporary file next to dest and renames it to dest.
 func copyInto(dest string, r io.Reader) (int64, error) {
-	tmp, err := tempSibling(dest)
+	tmp, release, err := tempSibling(dest)
 	if err != nil {
 		return 0, err
 	}
+	defer release()
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC, 0)
 	if err != nil {
 		os.Remove(tmp)

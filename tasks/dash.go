@@ -59,10 +59,11 @@ func chunkDash(ctx context.Context, c vhgctx.Context) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := tempDirSibling(dir)
+	tmp, release, err := tempDirSibling(dir)
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	argv := ffmpeg.DASHArgs(ffmpeg.DASHOptions{
 		Inputs:         inputs,

@@ -50,10 +50,11 @@ func chunkHLS(ctx context.Context, c vhgctx.Context) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	tmp, err := tempDirSibling(dir)
+	tmp, release, err := tempDirSibling(dir)
 	if err != nil {
 		return err
 	}
+	defer release()
 	defer os.RemoveAll(tmp) // a no-op once renamed
 	argv := ffmpeg.HLSArgs(ffmpeg.HLSOptions{
 		Input:          input,

@@ -76,10 +76,11 @@ func (p *Pipeline) transcode(ctx context.Context, t *worker.Task, c vhgctx.Conte
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	tmp, err := tempSibling(output)
+	tmp, release, err := tempSibling(output)
 	if err != nil {
 		return "", err
 	}
+	defer release()
 	defer os.Remove(tmp) // a no-op once renamed
 	argv := ffmpeg.TranscodeArgs(ffmpeg.TranscodeOptions{
 		Input: input, Output: tmp,

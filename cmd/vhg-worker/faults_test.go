@@ -688,3 +688,148 @@ func TestFaultConsumerTimeout(t *testing.T) {
 	})
 	t.Logf("FIGURE consumer-timeout: 5 s timeout, 14 s acks_late task + 3 waiting + 1 ETA (12 s) each ran once, 0 channel closes; dead lease taken over once")
 }
+
+// amqpHeaders converts Encode's headers to what amqp091 writes.
+func amqpHeaders(h map[string]any) amqp.Table {
+	t := amqp.Table{}
+	for k, v := range h {
+		t[k] = amqpValue(v)
+	}
+	return t
+}
+
+func amqpValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return amqpHeaders(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = amqpValue(e)
+		}
+		return out
+	case int:
+		return int64(x)
+	}
+	return v
+}
+
+// rssKiB reads a process's resident set size.
+func rssKiB(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// TestFaultSoak queues SOAK_MESSAGES (default 100000) no-op tasks
+// (celery.accumulate, ignore_result) before the worker binary starts, and
+// checks that every one runs and that memory, goroutines and held
+// messages stay bounded while the worker drains the queue.
+func TestFaultSoak(t *testing.T) {
+	requireServices(t)
+	n := 100000
+	if s := os.Getenv("SOAK_MESSAGES"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("SOAK_MESSAGES: %v", err)
+		}
+	}
+	queue := uniqueQueue(t)
+	conn, err := amqp.Dial(testBrokerURL)
+	if err != nil {
+		t.Fatalf("RabbitMQ: %v (run make setup)", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(queue, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch.QueueBind(queue, queue, queue, false, nil)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var last *amqp.DeferredConfirmation
+	for i := range n {
+		env, err := protocol.Encode(&protocol.Message{ID: worker.NewTaskID(), Task: "celery.accumulate", Args: []any{int64(i)}, IgnoreResult: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err = ch.PublishWithDeferredConfirm("", queue, false, false, amqp.Publishing{
+			Headers: amqpHeaders(env.Headers), ContentType: env.ContentType, ContentEncoding: env.ContentEncoding,
+			DeliveryMode: amqp.Persistent, Body: env.Body,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := last.WaitContext(t.Context()); !ok || err != nil {
+		t.Fatalf("confirms: %v %v", ok, err)
+	}
+	published := time.Since(start)
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	const concurrency, multiplier = 8, 4
+	w := startBinary(t, "worker", "-b", testBrokerURL, "-Q", queue, "-c", strconv.Itoa(concurrency), "--prefetch-multiplier", strconv.Itoa(multiplier),
+		"--result-backend", "disabled", "-l", "warning", "-n", "soak@%h", "--metrics-addr", addr, "--output-dir", t.TempDir())
+	metricsURL := "http://" + addr + "/metrics"
+	waitFor(t, "the metrics listener", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	baseRSS := rssKiB(w.cmd.Process.Pid)
+	start = time.Now()
+	var maxRSS, maxGoroutines, maxHeld float64
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		families := scrape(t, metricsURL)
+		maxRSS = max(maxRSS, float64(rssKiB(w.cmd.Process.Pid)))
+		maxGoroutines = max(maxGoroutines, metricValue(families, "go_goroutines", ""))
+		maxHeld = max(maxHeld, metricValue(families, "vhg_worker_tasks_held", ""))
+		if metricValue(families, "vhg_worker_tasks_succeeded_total", "celery.accumulate") >= float64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %v of %d tasks done after 10 minutes", metricValue(families, "vhg_worker_tasks_succeeded_total", "celery.accumulate"), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	drained := time.Since(start)
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil || q.Messages != 0 {
+		t.Errorf("queue after the soak: %d messages (%v), want 0", q.Messages, err)
+	}
+	t.Logf("FIGURE soak: %d messages published in %s, drained in %s (%.0f/s); RSS %d KiB at start, max %.0f KiB; max goroutines %.0f; max held %.0f (prefetch %d); lost 0",
+		n, published.Round(time.Millisecond), drained.Round(time.Millisecond), float64(n)/drained.Seconds(), baseRSS, maxRSS, maxGoroutines, maxHeld, concurrency*multiplier)
+	if maxHeld > concurrency*multiplier {
+		t.Errorf("held %v messages, more than the prefetch count %d", maxHeld, concurrency*multiplier)
+	}
+	if maxRSS > 200*1024 {
+		t.Errorf("RSS reached %.0f KiB, want under 200 MiB", maxRSS)
+	}
+	if maxGoroutines > 500 {
+		t.Errorf("%v goroutines, want a bounded number", maxGoroutines)
+	}
+}

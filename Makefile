@@ -24,15 +24,23 @@ run: setup build ## run a worker on the default broker (ARGS="-c 2 ..." adds fla
 	$(BIN) worker $(ARGS)
 
 .PHONY: test
-test: setup ## run every test (unit, integration, interop with Python Celery) with -race
+test: setup ## run every test (unit, integration, interop with Python Celery, then the fault tests) with -race
 	gofmt -l . | tee /dev/stderr | (! read)
 	go vet ./...
+	go vet -tags faults ./cmd/vhg-worker
 	$(GO_TEST) ./...
+	@# The fault tests restart RabbitMQ and Redis and shorten RabbitMQ's
+	@# consumer_timeout: they run last, alone, after every other package.
+	$(GO_TEST) -p 1 -tags faults -run '^TestFault' ./cmd/vhg-worker
+
+.PHONY: soak
+soak: setup ## the 100k no-op soak with RSS figures (SOAK_MESSAGES=N to change the size)
+	SOAK_MESSAGES=$${SOAK_MESSAGES:-100000} $(GO_TEST) -p 1 -tags faults -run '^TestFaultSoak$$' -v ./cmd/vhg-worker
 
 .PHONY: bench
 bench: setup build ## throughput, CPU and memory of Go vs Python workers
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker
 
 .PHONY: fuzz
-fuzz: ## fuzz the protocol decoder for a minute
-	go test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./protocol
+fuzz: ## fuzz the protocol decoder (FUZZTIME=60s); new finds land in the Go cache, crashers in protocol/testdata/fuzz
+	go test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-60s} ./protocol

@@ -57,16 +57,34 @@ func (e *ExitError) Error() string {
 	return msg
 }
 
-// lastLine returns the last non-blank line of s. ffmpeg ends progress
-// lines with '\r', so both line ends count.
+// lastLine returns the line of s that gives the reason: the last one that
+// reads like an error ("Error writing trailer: No space left on device",
+// "Invalid data found"), else the last non-blank one. ffmpeg's own last
+// words are "Conversion failed!" whatever the reason, after statistics
+// lines, so they are passed over. ffmpeg ends progress lines with '\r',
+// so both line ends count.
 func lastLine(s string) string {
 	lines := strings.FieldsFunc(s, func(r rune) bool { return r == '\n' || r == '\r' })
+	last := ""
 	for i := len(lines) - 1; i >= 0; i-- {
-		if line := strings.TrimSpace(lines[i]); line != "" {
-			return line
+		line := strings.TrimSpace(lines[i])
+		if line == "" || line == "Conversion failed!" {
+			continue
+		}
+		if last == "" {
+			last = line
+		}
+		lower := strings.ToLower(line)
+		for _, word := range []string{"error", "no space left", "invalid", "denied", "no such file", "not found", "unable"} {
+			if strings.Contains(lower, word) {
+				return line
+			}
 		}
 	}
-	return ""
+	if last == "" && strings.Contains(s, "Conversion failed!") {
+		return "Conversion failed!"
+	}
+	return last
 }
 
 // Run runs argv (argv[0] looked up in PATH, never through a shell) and waits

@@ -2,6 +2,11 @@
 // worker.Broker that declares and consumes queues as Celery does, and the two
 // result backends that live on the broker itself, rpc:// and the legacy
 // amqp:// (one queue per task on the celeryresults exchange).
+//
+// A Broker repairs a lost connection by itself (see Broker), and never
+// holds a delivery unacknowledged past RabbitMQ's consumer_timeout: waiting
+// messages are postponed and long acks_late tasks leased (see lease.go and
+// worker.LeasingDelivery).
 package rabbitmq
 
 import (

@@ -41,6 +41,9 @@ type applyOptions struct {
 	groupID    string
 	groupIndex *int
 	chord      *protocol.Signature
+	// replacedTaskNesting is the replaced_task_nesting header of the first
+	// message published (Task.Replace).
+	replacedTaskNesting int
 }
 
 // isChain, isGroup and isChord tell a signature's canvas type, by
@@ -132,6 +135,7 @@ func (c *Client) applyTask(ctx context.Context, sig protocol.Signature, args []a
 	if o.chord != nil {
 		msg.Chord = o.chord
 	}
+	msg.ReplacedTaskNesting = o.replacedTaskNesting
 	if msg.ReplyTo == "" {
 		msg.ReplyTo = c.cfg.ReplyTo
 	}
@@ -214,6 +218,12 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 				return "", fmt.Errorf("worker: chain group: %w", err)
 			}
 			chord := protocol.NewChord(header, body)
+			if step.Options.TaskID != "" {
+				// The group's frozen id becomes the chord's group id.
+				group := protocol.NewGroup(header...)
+				group.Options.TaskID = step.Options.TaskID
+				chord.Kwargs["header"] = group.Map()
+			}
 			chord.Options.TaskID = body.Options.TaskID
 			chord.Args = step.Args
 			step = chord
@@ -254,7 +264,7 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 	}
 	rest = append(append([]protocol.Signature{}, rest...), existing...)
 
-	firstOpts := applyOptions{parentID: o.parentID, rootID: rootID, chain: rest, chainSet: true}
+	firstOpts := applyOptions{parentID: o.parentID, rootID: rootID, chain: rest, chainSet: true, replacedTaskNesting: o.replacedTaskNesting}
 	if len(prepared) == 1 {
 		// The first step is also the last: it carries the group and chord.
 		firstOpts.groupID, firstOpts.groupIndex, firstOpts.chord = first.Options.GroupID, first.Options.GroupIndex, first.Options.Chord
@@ -603,10 +613,7 @@ func (c *Client) afterFailure(ctx context.Context, req *protocol.Message, exc pr
 	if len(req.Errbacks) == 0 {
 		return
 	}
-	o := applyOptions{parentID: req.ID, rootID: rootIDOf(req)}
-	if _, err := c.apply(ctx, protocol.NewGroup(req.Errbacks...), []any{req.ID}, o); err != nil {
-		c.logError(req, err, "applying errbacks failed")
-	}
+	c.callErrbacks(ctx, req, req.Errbacks, exc, tb, applyOptions{parentID: req.ID, rootID: rootIDOf(req)})
 }
 
 // taskIDsOf lists the frozen task ids of a signature (every step of a chain).
@@ -690,11 +697,11 @@ func (c *Client) chordError(ctx context.Context, req *protocol.Message, body pro
 	if len(errbacks) == 0 {
 		return
 	}
-	failedID := lastTaskID(body)
-	o := applyOptions{parentID: failedID, rootID: rootIDOf(req)}
-	if _, err := c.apply(ctx, protocol.NewGroup(errbacks...), []any{failedID}, o); err != nil {
-		c.logError(req, err, "applying chord errbacks failed")
-	}
+	// The failed request errbacks see is the body's, as Celery's
+	// chord_error_from_stack builds it.
+	failed := &protocol.Message{ID: lastTaskID(body), Task: body.Task, Args: body.Args, Kwargs: body.Kwargs,
+		Errbacks: errbacks, RootID: rootIDOf(req), ParentID: req.ID, ReplyTo: req.ReplyTo}
+	c.callErrbacks(ctx, failed, errbacks, exc, tb, applyOptions{parentID: failed.ID, rootID: rootIDOf(req)})
 }
 
 // exceptionRepr renders a stored exception like Python's repr.

@@ -41,6 +41,9 @@ type Client struct {
 	pub    Publisher
 	cfg    ClientConfig
 	parent *protocol.Message // the task applying signatures, if any
+	// inlineErrback calls a new-style errback inline and reports whether
+	// it did (set by the Server that owns the client; nil: none).
+	inlineErrback func(ctx context.Context, failed *protocol.Message, eb protocol.Signature, exc protocol.ExceptionInfo, tb string) bool
 }
 
 // NewClient returns a Client publishing through pub.

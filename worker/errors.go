@@ -17,6 +17,13 @@ var ErrIgnore = errors.New("worker: task ignored")
 // stop cuts the worker's shutdown short.
 var ErrShutdown = errors.New("worker: shutting down")
 
+// ErrSoftTimeLimitExceeded is what a task's context reports as its cause
+// (context.Cause) once its soft time limit has passed: a task that catches
+// it and returns normally succeeds, as a Python task catching
+// SoftTimeLimitExceeded does; one that returns an error fails with
+// SoftTimeLimitExceeded.
+var ErrSoftTimeLimitExceeded = errors.New("worker: soft time limit exceeded")
+
 // ErrRevoked is the cancellation cause of a task terminated by a revoke.
 var ErrRevoked = errors.New("worker: task revoked")
 
@@ -30,6 +37,9 @@ type RetryError struct {
 	ETA time.Time
 	// Cause is the error that made the task retry (stored with RETRY).
 	Cause error
+	// MaxRetries, when not nil, bounds this retry instead of the task's
+	// TaskConfig.MaxRetries; negative means no limit.
+	MaxRetries *int
 }
 
 func (e *RetryError) Error() string {

@@ -19,6 +19,9 @@ func (e softTimeLimitError) Error() string {
 	return fmt.Sprintf("worker: soft time limit (%s) exceeded", e.limit)
 }
 
+// Is makes errors.Is(context.Cause(ctx), ErrSoftTimeLimitExceeded) true.
+func (e softTimeLimitError) Is(target error) bool { return target == ErrSoftTimeLimitExceeded }
+
 // hardTimeLimitError is the cancellation cause at a hard time limit.
 type hardTimeLimitError struct{ limit time.Duration }
 
@@ -73,7 +76,7 @@ func (s *Server) execute(r *request) {
 	}
 
 	start := time.Now()
-	task := &Task{Msg: r.msg, Log: log, Delivery: r.current().Info(), config: r.config, server: s}
+	task := &Task{Msg: r.msg, Log: log, Delivery: r.current().Info(), config: r.config, server: s, envelope: r.current().Envelope()}
 	log.Info("task started")
 	result, err := s.call(runCtx, r.handler, task)
 	runtime := time.Since(start)
@@ -258,7 +261,10 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 	if max == 0 {
 		max = 3
 	}
-	if max > 0 && r.msg.Retries >= max {
+	if retry.MaxRetries != nil {
+		max = *retry.MaxRetries
+	}
+	if max >= 0 && r.msg.Retries >= max {
 		cause := retry.Cause
 		if cause == nil {
 			cause = &TaskError{Module: "celery.exceptions", Type: "MaxRetriesExceededError",

@@ -70,6 +70,8 @@ type Middleware func(Handler) Handler
 type muxEntry struct {
 	handler Handler
 	config  TaskConfig
+	// errback is set for new-style errbacks (HandleErrback).
+	errback ErrbackFunc
 }
 
 // ServeMux maps Celery task names to handlers, like http.ServeMux maps paths.

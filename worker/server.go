@@ -113,6 +113,7 @@ func NewServer(cfg Config, broker Broker, backend Backend, mux *ServeMux, log lo
 		total:   make(map[string]int),
 	}
 	s.client = NewClient(broker, ClientConfig{Routes: cfg.Routes, DefaultQueue: cfg.DefaultQueue, Origin: cfg.NodeName, Backend: backend, Log: log})
+	s.client.inlineErrback = s.callInlineErrback
 	s.hardCtx, s.hardStop = context.WithCancelCause(context.Background())
 	registerBuiltins(mux)
 	return s

@@ -22,6 +22,8 @@ type Task struct {
 
 	config TaskConfig
 	server *Server
+	// envelope is the message as received (for Properties).
+	envelope protocol.Envelope
 }
 
 // ID returns the task id.
@@ -63,15 +65,41 @@ func (t *Task) UpdateState(ctx context.Context, taskID string, state protocol.St
 }
 
 // Retry returns the error a handler returns to run again after countdown
-// (zero: the task's DefaultRetryDelay). cause is stored with RETRY.
-func (t *Task) Retry(cause error, countdown time.Duration) error {
+// (zero: the task's DefaultRetryDelay). cause is stored with RETRY. Options
+// change this one retry, like the arguments of Celery's Task.retry:
+// RetryMaxRetries, RetryAt.
+func (t *Task) Retry(cause error, countdown time.Duration, opts ...RetryOption) error {
 	if countdown == 0 {
 		countdown = t.config.DefaultRetryDelay
 		if countdown == 0 {
 			countdown = 180 * time.Second
 		}
 	}
-	return &RetryError{Countdown: countdown, Cause: cause}
+	r := &RetryError{Countdown: countdown, Cause: cause}
+	for _, opt := range opts {
+		opt(r)
+	}
+	return r
+}
+
+// RetryOption changes one retry (see Task.Retry).
+type RetryOption func(*RetryError)
+
+// RetryMaxRetries bounds this retry with n instead of the task's
+// MaxRetries (Celery's retry(max_retries=n)); negative means no limit.
+func RetryMaxRetries(n int) RetryOption {
+	return func(r *RetryError) { r.MaxRetries = &n }
+}
+
+// RetryAt runs the retry at eta instead of after a countdown (Celery's
+// retry(eta=...)); a zero eta or one in the past runs it at once.
+func RetryAt(eta time.Time) RetryOption {
+	return func(r *RetryError) {
+		if eta.IsZero() {
+			eta = time.Now()
+		}
+		r.ETA = eta
+	}
 }
 
 // Client returns a client that applies signatures as children of this task

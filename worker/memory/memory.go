@@ -188,13 +188,15 @@ type Backend struct {
 
 type chordState struct {
 	size  int
+	extra int // results added by AddToChord
 	parts map[string]worker.ChordPart
 }
 
 var (
-	_ worker.Backend      = (*Backend)(nil)
-	_ worker.ResultReader = (*Backend)(nil)
-	_ worker.ChordJoiner  = (*Backend)(nil)
+	_ worker.Backend       = (*Backend)(nil)
+	_ worker.ResultReader  = (*Backend)(nil)
+	_ worker.ChordJoiner   = (*Backend)(nil)
+	_ worker.ChordExtender = (*Backend)(nil)
 )
 
 // NewBackend returns an empty Backend.
@@ -288,7 +290,7 @@ func (b *Backend) JoinChordPart(_ context.Context, groupID string, part worker.C
 	if size == 0 {
 		size = fallbackSize
 	}
-	if size == 0 || len(c.parts) < size {
+	if size == 0 || len(c.parts) < size+c.extra {
 		return nil, false, nil
 	}
 	parts := make([]worker.ChordPart, 0, len(c.parts))
@@ -298,6 +300,15 @@ func (b *Backend) JoinChordPart(_ context.Context, groupID string, part worker.C
 	sort.SliceStable(parts, func(i, j int) bool { return less(parts[i].Index, parts[j].Index) })
 	delete(b.chords, groupID)
 	return parts, true, nil
+}
+
+// AddToChord implements worker.ChordExtender: the chord of groupID waits
+// for one more result.
+func (b *Backend) AddToChord(_ context.Context, groupID string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.chord(groupID).extra++
+	return nil
 }
 
 // less orders group indexes with nil last.

@@ -37,6 +37,10 @@ test: setup ## run every test (unit, integration, interop with Python Celery, th
 soak: setup ## the 100k no-op soak with RSS figures (SOAK_MESSAGES=N to change the size)
 	SOAK_MESSAGES=$${SOAK_MESSAGES:-100000} $(GO_TEST) -p 1 -tags faults -run '^TestFaultSoak$$' -v ./cmd/vhg-worker
 
+.PHONY: conformance
+conformance: setup ## Celery's canvas suite on Python vs Go workers (CELERY_SRC=celery v5.2.6 checkout)
+	testdata/conformance/run.sh "$(CELERY_SRC)" both
+
 .PHONY: bench
 bench: setup build ## throughput, CPU and memory of Go vs Python workers
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker

@@ -76,6 +76,7 @@ func uniqueQueue(t *testing.T) string {
 			return
 		}
 		ch.QueueDelete(name, false, false, false)
+		ch.QueueDelete(rabbitmq.GuardQueue(name), false, false, false)
 		ch.ExchangeDelete(name, false, false)
 	})
 	return name

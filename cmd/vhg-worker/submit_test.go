@@ -49,6 +49,7 @@ func startSubmitWorker(t *testing.T, deps tasks.Deps) string {
 		if conn, err := amqp.Dial("amqp://guest:guest@127.0.0.1:5672/"); err == nil {
 			if ch, err := conn.Channel(); err == nil {
 				ch.QueueDelete(queue, false, false, false)
+				ch.QueueDelete(rabbitmq.GuardQueue(queue), false, false, false)
 			}
 			conn.Close()
 		}

@@ -558,11 +558,14 @@ type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// DeleteQueue deletes a queue (tests and benchmarks clean up with it).
+// DeleteQueue deletes a task queue and its guard queue (tests and
+// benchmarks clean up with it).
 func (b *Broker) DeleteQueue(name string) error {
 	return b.withPublisher(context.Background(), func(p *publisher) error {
-		if _, err := p.ch.QueueDelete(name, false, false, false); err != nil {
-			return fmt.Errorf("rabbitmq: delete queue %q: %w", name, err)
+		for _, q := range []string{name, GuardQueue(name)} {
+			if _, err := p.ch.QueueDelete(q, false, false, false); err != nil {
+				return fmt.Errorf("rabbitmq: delete queue %q: %w", q, err)
+			}
 		}
 		return nil
 	})

@@ -84,6 +84,10 @@ func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uin
 			ch.Close()
 			return nil, err
 		}
+		if _, err := ch.QueueDeclare(GuardQueue(q), true, false, false, false, nil); err != nil {
+			ch.Close()
+			return nil, fmt.Errorf("rabbitmq: declare queue %q: %w", GuardQueue(q), err)
+		}
 	}
 	c.mu.Lock()
 	prefetch := c.prefetch + c.extra
@@ -94,12 +98,15 @@ func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uin
 	}
 	var streams []stream
 	for _, q := range c.queues {
-		msgs, err := ch.ConsumeWithContext(ctx, q, "", false, false, false, false, nil)
-		if err != nil {
-			ch.Close()
-			return nil, fmt.Errorf("rabbitmq: consume %q: %w", q, err)
+		// A task queue and its guard queue: both feed q's deliveries.
+		for _, name := range []string{q, GuardQueue(q)} {
+			msgs, err := ch.ConsumeWithContext(ctx, name, "", false, false, false, false, nil)
+			if err != nil {
+				ch.Close()
+				return nil, fmt.Errorf("rabbitmq: consume %q: %w", name, err)
+			}
+			streams = append(streams, stream{queue: q, gen: gen, msgs: msgs})
 		}
-		streams = append(streams, stream{queue: q, gen: gen, msgs: msgs})
 	}
 	c.mu.Lock()
 	c.ch = ch

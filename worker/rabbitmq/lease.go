@@ -19,7 +19,8 @@ package rabbitmq
 //     the worker declares an exclusive queue vhg.lease.<name> on its
 //     connection (RabbitMQ deletes it when the connection dies), publishes
 //     a guard copy of the message into the delay queue with the header
-//     x-vhg-lease: <name>, and only then acknowledges the original. Every
+//     x-vhg-lease: <name>, routed back to the guard queue vhg.guards.<queue>
+//     that only Go workers consume, and only then acknowledges the original. Every
 //     MaxHold it publishes another guard, so one is always on its way back.
 //     When the task ends, a done marker vhg.done.<name> (a durable queue
 //     that expires after a day) is declared and the lease queue deleted.
@@ -32,9 +33,9 @@ package rabbitmq
 //
 // So a task runs again within about MaxHold of its worker dying, as an
 // unacknowledged message would be after consumer_timeout, with the broker
-// as the only dependency (the legacy deployment has no Redis). Guards are
-// only understood by Go workers: Python workers must not consume the same
-// queues (they should not anyway, reference §7 gotcha 1).
+// as the only dependency (the legacy deployment has no Redis). Guards come
+// back on their own queue, so a Python worker sharing the task queue never
+// sees one (it would run it at once).
 
 import (
 	"context"
@@ -77,6 +78,11 @@ func newLeaseName(id string) string {
 }
 
 // delayExchange is the fanout exchange in front of the delay queue.
+// GuardQueue is the queue where the guard copies of task queue q come
+// back from the delay queue. Only Go workers consume it, so guards never
+// reach a Python worker sharing q (which would run them at once).
+func GuardQueue(q string) string { return "vhg.guards." + q }
+
 func (b *Broker) delayExchange() string {
 	return "vhg.delay." + strconv.FormatInt(b.cfg.ConsumerTimeout.Milliseconds()/2, 10)
 }
@@ -274,7 +280,7 @@ func (l *lease) publishGuard(ctx context.Context) error {
 		if err := l.b.declareDelay(p); err != nil {
 			return err
 		}
-		return p.publish(ctx, l.b.delayExchange(), l.queue, l.guard)
+		return p.publish(ctx, l.b.delayExchange(), GuardQueue(l.queue), l.guard)
 	})
 }
 

@@ -67,8 +67,10 @@ func deleteQueue(t *testing.T, name string) {
 	t.Helper()
 	t.Cleanup(func() {
 		ch := adminChannel(t)
-		if _, err := ch.QueueDelete(name, false, false, false); err != nil {
-			t.Errorf("delete queue %s: %v", name, err)
+		for _, q := range []string{name, rabbitmq.GuardQueue(name)} {
+			if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+				t.Errorf("delete queue %s: %v", q, err)
+			}
 		}
 	})
 }
@@ -82,8 +84,8 @@ func uniqueName(t *testing.T, prefix string) string {
 }
 
 // suiteBroker adds queue deletion to the Broker for the shared suite. The
-// Broker declares a task queue with a direct exchange of the same name, so
-// both go.
+// Broker declares a task queue with a direct exchange of the same name and
+// its guard queue, so all three go.
 type suiteBroker struct {
 	*rabbitmq.Broker
 	t *testing.T
@@ -91,8 +93,10 @@ type suiteBroker struct {
 
 func (b suiteBroker) DeleteQueue(name string) error {
 	ch := adminChannel(b.t)
-	if _, err := ch.QueueDelete(name, false, false, false); err != nil {
-		return err
+	for _, q := range []string{name, rabbitmq.GuardQueue(name)} {
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			return err
+		}
 	}
 	return ch.ExchangeDelete(name, false, false)
 }

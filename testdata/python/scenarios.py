@@ -5,6 +5,7 @@ stdout; the Go test compares it with what Python Celery would produce.
 Run with /usr/bin/python3 (Debian's python3-celery 5.2.6).
 """
 import json
+import os
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -152,7 +153,16 @@ def mixed():
     return {"chords": results, "workers": sorted(set(who))}
 
 
-SCENARIOS = {f.__name__: f for f in [accumulate, add, failure, retry, countdown, expired, unknown, canvas, links, protocol1, mixed]}
+def encode():
+    """Triggers the VHG workflow as the platform's Python clients do."""
+    r = app.send_task("adaptation.commons.encode_workflow", args=[os.environ["INTEROP_INPUT"]])
+    out = {"id": r.id}
+    if os.environ.get("INTEROP_WAIT") == "1":
+        out.update(outcome(lambda: r.get(timeout=TIMEOUT)))
+    return out
+
+
+SCENARIOS = {f.__name__: f for f in [accumulate, add, failure, retry, countdown, expired, unknown, canvas, links, protocol1, mixed, encode]}
 
 if __name__ == "__main__":
     print(json.dumps(SCENARIOS[sys.argv[1]](), sort_keys=True))

@@ -377,6 +377,7 @@ func TestInteropMatchesPython(t *testing.T) {
 			wantJSON(t, "chain with chord", got["chain_with_chord"], `{"result": 17}`)
 			wantJSON(t, "immutable", got["immutable"], `{"result": 10}`)
 			wantJSON(t, "empty chord", got["empty_chord"], `{"result": 0}`)
+			wantJSON(t, "workflow shape", got["workflow_shape"], `{"result": 1338}`)
 			wantJSON(t, "chord failure", got["chord_failure"], `{"exc_type": "ValueError", "exc_module": "builtins", "exc_args": ["boom"], "body_state": "FAILURE", "body_exc_type": "ChordError"}`)
 		}},
 		{name: "links", check: func(t *testing.T, got map[string]any) {

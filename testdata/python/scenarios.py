@@ -100,7 +100,20 @@ def canvas():
         "immutable": outcome(lambda: chain(sig("interop.add", 1, 2), app.signature("interop.add", args=(5, 5), immutable=True)).apply_async().get(timeout=TIMEOUT)),
         "empty_chord": outcome(lambda: chord([], sig("interop.tsum")).apply_async().get(timeout=TIMEOUT)),
         "chord_failure": chord_failure(),
+        "workflow_shape": outcome(lambda: workflow_shape().apply_async().get(timeout=TIMEOUT)),
     }
+
+
+def workflow_shape():
+    """The VHG workflow's canvas with stand-in tasks: a chain into a chord of
+    per-rendition chains, whose body is itself a chain."""
+    renditions = [(10, 100), (20, 200)]
+    return chain(
+        sig("interop.add", 1, 1), sig("interop.add", 1), sig("interop.add", 1),
+        chord([chain(sig("interop.add", h), sig("interop.add", b), sig("interop.add", 0), sig("interop.add", 0), sig("interop.add", 0))
+               for h, b in renditions],
+              chain(sig("interop.tsum"), sig("interop.add", 1000), sig("interop.add", 0))),
+    )
 
 
 def chord_failure():

@@ -257,12 +257,13 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 	}
 	first := prepared[len(prepared)-1]
 	rest := prepared[:len(prepared)-1]
-	// Celery: an existing chain option is appended after this chain's steps.
+	// Celery (_prepare_chain_from_options): an existing chain option runs
+	// after this chain's steps; both lists are reversed, so it goes first.
 	existing := sig.Options.Chain
 	if o.chainSet {
 		existing = o.chain
 	}
-	rest = append(append([]protocol.Signature{}, rest...), existing...)
+	rest = append(append([]protocol.Signature{}, existing...), rest...)
 
 	firstOpts := applyOptions{parentID: o.parentID, rootID: rootID, chain: rest, chainSet: true, replacedTaskNesting: o.replacedTaskNesting}
 	if len(prepared) == 1 {

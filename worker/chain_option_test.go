@@ -1,0 +1,28 @@
+package worker_test
+
+import (
+	"testing"
+
+	"github.com/vhg/vhg-worker/protocol"
+)
+
+// TestChainOptionAfterChainBody checks a chord body that is a chain and
+// carries a chain option of its own, as a Python client encodes
+// group(...) | tsum.s() | add.s(1) | group(add.s(1), add.s(1)): the body's
+// steps run first, then the steps of its chain option (Celery's
+// _prepare_chain_from_options puts options['chain'] before the body's
+// remaining steps in the reversed list).
+func TestChainOptionAfterChainBody(t *testing.T) {
+	t.Parallel()
+	w, c := startCanvasWorker(t)
+	body := protocol.NewChain(sig("t.tsum"), sig("t.add", int64(1)))
+	body.Options.Chain = []protocol.Signature{protocol.NewGroup(withID(sig("t.add", int64(1)), "m1"), withID(sig("t.add", int64(2)), "m2"))}
+	body.Options.ChainSet = true
+	apply(t, c, protocol.NewChord([]protocol.Signature{sig("t.add", int64(1), int64(1)), sig("t.add", int64(1), int64(1))}, body))
+	// tsum([2, 2]) = 4, add(4, 1) = 5, then the group: 6 and 7.
+	for id, want := range map[string]int64{"m1": 6, "m2": 7} {
+		if got := w.result(t, id); got.Result != want {
+			t.Errorf("%s = %v (%s), want %d", id, got.Result, got.Status, want)
+		}
+	}
+}

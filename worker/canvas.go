@@ -196,6 +196,9 @@ func (c *Client) applyChain(ctx context.Context, sig protocol.Signature, args []
 		isFirst, isLast := len(steps) == 0, len(prepared) == 0
 		if isFirst {
 			mergeArgs(&step, args)
+			// Merged once: a nested chain passes them on to its first
+			// step, which is then first again and must not get them twice.
+			args = nil
 		}
 		if isChain(step) {
 			inner, err := step.ChainTasks()
@@ -462,6 +465,12 @@ func freezeChainIDs(sig *protocol.Signature, rootID string) {
 		return
 	}
 	for i := range tasks {
+		if isChain(tasks[i]) {
+			// A nested chain is spliced in when applied: its steps
+			// need the ids.
+			freezeChainIDs(&tasks[i], rootID)
+			continue
+		}
 		if tasks[i].Options.TaskID == "" {
 			tasks[i].Options.TaskID = NewTaskID()
 		}

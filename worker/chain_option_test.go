@@ -26,3 +26,15 @@ func TestChainOptionAfterChainBody(t *testing.T) {
 		}
 	}
 }
+
+// TestNestedChainFirstGetsArgsOnce checks that a chain whose first step is
+// itself a chain passes the partial args to that inner first step once, as
+// in chord(header, chain(collect_ids.s(i=50) | ids.si(i=51))).
+func TestNestedChainFirstGetsArgsOnce(t *testing.T) {
+	t.Parallel()
+	w, c := startCanvasWorker(t)
+	body := protocol.NewChain(protocol.NewChain(withID(sig("t.collect", int64(50)), "collected"), si("t.add", int64(51))))
+	apply(t, c, protocol.NewChord([]protocol.Signature{sig("t.add", int64(1)), sig("t.add", int64(2))}, body))
+	got := w.result(t, "collected")
+	assertJSONEqual(t, "collect's args", got.Result, []any{[]any{int64(1), int64(2)}, int64(50)})
+}

@@ -695,23 +695,27 @@ func (c *Client) chordError(ctx context.Context, req *protocol.Message, body pro
 	exc := protocol.ExceptionInfo{Module: "celery.exceptions", Type: "ChordError", Message: []any{reason}}
 	tb := traceback(body.Task, lastTaskID(body), exc, nil)
 	c.logError(req, errors.New(reason), "chord failed")
-	for _, id := range taskIDsOf(body) {
-		c.storeState(ctx, req, protocol.ResultMeta{TaskID: id, Status: protocol.StateFailure, Result: exc, Traceback: tb, DateDone: time.Now().UTC()})
-	}
 	errbacks := body.Options.LinkError
 	if isChain(body) {
 		if tasks, err := body.ChainTasks(); err == nil && len(tasks) > 0 {
 			errbacks = append(errbacks, tasks[0].Options.LinkError...)
 		}
 	}
-	if len(errbacks) == 0 {
-		return
+	// As in Celery, the errbacks run first, and the group they are
+	// applied as is stored as the body's child (clients follow it from the
+	// body's result to the errbacks' results). The failed request they
+	// see is the body's, as chord_error_from_stack builds it.
+	var children []any
+	if len(errbacks) > 0 {
+		failed := &protocol.Message{ID: lastTaskID(body), Task: body.Task, Args: body.Args, Kwargs: body.Kwargs,
+			Errbacks: errbacks, RootID: rootIDOf(req), ParentID: req.ID, ReplyTo: req.ReplyTo}
+		if child := c.callErrbacks(ctx, failed, errbacks, exc, tb, applyOptions{parentID: failed.ID, rootID: rootIDOf(req)}); child != nil {
+			children = []any{child}
+		}
 	}
-	// The failed request errbacks see is the body's, as Celery's
-	// chord_error_from_stack builds it.
-	failed := &protocol.Message{ID: lastTaskID(body), Task: body.Task, Args: body.Args, Kwargs: body.Kwargs,
-		Errbacks: errbacks, RootID: rootIDOf(req), ParentID: req.ID, ReplyTo: req.ReplyTo}
-	c.callErrbacks(ctx, failed, errbacks, exc, tb, applyOptions{parentID: failed.ID, rootID: rootIDOf(req)})
+	for _, id := range taskIDsOf(body) {
+		c.storeState(ctx, req, protocol.ResultMeta{TaskID: id, Status: protocol.StateFailure, Result: exc, Traceback: tb, DateDone: time.Now().UTC(), Children: children})
+	}
 }
 
 // exceptionRepr renders a stored exception like Python's repr.

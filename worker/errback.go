@@ -68,19 +68,36 @@ func (s *Server) callInlineErrback(ctx context.Context, failed *protocol.Message
 
 // callErrbacks runs a failed task's errbacks as Celery's
 // _call_task_errbacks does: new-style errbacks registered here inline, every
-// other one applied as one group with the failed task's id as argument.
-func (c *Client) callErrbacks(ctx context.Context, failed *protocol.Message, errbacks []protocol.Signature, exc protocol.ExceptionInfo, tb string, o applyOptions) {
+// other one applied as one group with the failed task's id as argument. It
+// returns that group's result tuple, ((group id, None), [member tuples]), or
+// nil when no group was applied.
+func (c *Client) callErrbacks(ctx context.Context, failed *protocol.Message, errbacks []protocol.Signature, exc protocol.ExceptionInfo, tb string, o applyOptions) any {
 	var old []protocol.Signature
+	var members []any
 	for _, eb := range errbacks {
 		if c.inlineErrback != nil && c.inlineErrback(ctx, failed, eb, exc, tb) {
 			continue
 		}
+		eb = eb.Clone()
+		if !isChain(eb) && !isGroup(eb) && !isChord(eb) {
+			if eb.Options.TaskID == "" {
+				eb.Options.TaskID = NewTaskID()
+			}
+			members = append(members, resultTuple(eb.Options.TaskID))
+		}
 		old = append(old, eb)
 	}
 	if len(old) == 0 {
-		return
+		return nil
 	}
-	if _, err := c.apply(ctx, protocol.NewGroup(old...), []any{failed.ID}, o); err != nil {
+	group := protocol.NewGroup(old...)
+	group.Options.TaskID = NewTaskID()
+	if _, err := c.apply(ctx, group, []any{failed.ID}, o); err != nil {
 		c.logError(failed, err, "applying errbacks failed")
+		return nil
 	}
+	if members == nil {
+		members = []any{}
+	}
+	return []any{[]any{group.Options.TaskID, nil}, members}
 }

@@ -317,7 +317,8 @@ func (b *Backend) JoinChordPart(ctx context.Context, groupID string, part worker
 // joinScript is the chord join. KEYS: .j .t .s; ARGV: the task id as JSON,
 // the member, its score, the expiry in seconds, the size to use when .s
 // is missing (0: none). It returns {0} while the chord is incomplete and
-// {1, members in order} once, when it completes.
+// {1, members in order} once, when it completes; the keys are then deleted,
+// unless a member failed (Celery keeps them for inspection then).
 var joinScript = redis.NewScript(3, `
 local found = false
 local prefixes = {'[1, ' .. ARGV[1], '[1,' .. ARGV[1]}
@@ -346,6 +347,16 @@ if not size then
 end
 if ready ~= size + extra then return {0} end
 local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+-- As in Celery, a chord with a failed or revoked member keeps its keys
+-- (until they expire), so the results of the others can still be read.
+for _, m in ipairs(members) do
+  local ok, part = pcall(cjson.decode, m)
+  if ok and (part[3] == 'FAILURE' or part[3] == 'REVOKED') then
+    -- Without .s a member joining again (a redelivery) completes nothing.
+    redis.call('DEL', KEYS[2], KEYS[3])
+    return {1, members}
+  end
+end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return {1, members}
 `)

@@ -339,6 +339,12 @@ func (c *Client) applyGroup(ctx context.Context, sig protocol.Signature, args []
 	if rootID == "" {
 		rootID = sig.Options.RootID
 	}
+	if chord == nil {
+		// A group that carries a chord body itself (the last step of a
+		// chain in a chord header) is a chord header of its own, sized
+		// under its own id, as Celery's group._apply_tasks does.
+		chord = sig.Options.Chord
+	}
 	if chord != nil {
 		if err := c.setUpChord(ctx, groupID, members, *chord); err != nil {
 			return "", err

@@ -38,3 +38,23 @@ func TestNestedChainFirstGetsArgsOnce(t *testing.T) {
 	got := w.result(t, "collected")
 	assertJSONEqual(t, "collect's args", got.Result, []any{[]any{int64(1), int64(2)}, int64(50)})
 }
+
+// TestGroupLastInHeaderChain checks a chord header member that is a chain
+// ending in a group (Celery's test_nested_group_chain): the group, applied
+// when the chain gets there, carries the chord body and is sized as a chord
+// of its own, so the body runs once its members are done.
+func TestGroupLastInHeaderChain(t *testing.T) {
+	t.Parallel()
+	w, c := startCanvasWorker(t)
+	apply(t, c, protocol.NewChain(
+		si("t.add", int64(1), int64(0)),
+		protocol.NewGroup(
+			si("t.add", int64(1), int64(100)),
+			protocol.NewChain(si("t.add", int64(1), int64(200)), protocol.NewGroup(si("t.add", int64(1), int64(1000)), si("t.add", int64(1), int64(2000)))),
+		),
+		withID(si("t.add", int64(1), int64(10)), "body"),
+	))
+	if got := w.result(t, "body"); got.Result != int64(11) {
+		t.Errorf("body = %v (%s), want 11", got.Result, got.Status)
+	}
+}

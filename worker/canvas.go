@@ -685,6 +685,9 @@ func (c *Client) completeChord(ctx context.Context, req *protocol.Message, body 
 		}
 		results[i] = p.Result
 	}
+	if nested, ok := c.savedGroupResults(ctx, req.Group, parts); ok {
+		results = nested
+	}
 	rootID := body.Options.RootID
 	if rootID == "" {
 		rootID = rootIDOf(req)

@@ -1,9 +1,11 @@
 package worker_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/vhg/vhg-worker/protocol"
+	"github.com/vhg/vhg-worker/worker"
 )
 
 // TestChainOptionAfterChainBody checks a chord body that is a chain and
@@ -57,4 +59,37 @@ func TestGroupLastInHeaderChain(t *testing.T) {
 	if got := w.result(t, "body"); got.Result != int64(11) {
 		t.Errorf("body = %v (%s), want 11", got.Result, got.Status)
 	}
+}
+
+// savedGroupBackend is the test backend with a group result saved by a
+// client (worker.GroupReader).
+type savedGroupBackend struct {
+	*recordingBackend
+	saved map[string]any
+}
+
+func (b savedGroupBackend) SavedGroup(_ context.Context, gid string) (any, bool, error) {
+	tuple, ok := b.saved[gid]
+	return tuple, ok, nil
+}
+
+// TestChordSavedGroupShapesResults checks that a chord whose header group
+// result was saved (a Python client does so when header members are groups)
+// gives its body the results nested as saved, not flat.
+func TestChordSavedGroupShapesResults(t *testing.T) {
+	t.Parallel()
+	tuple := func(id string) any { return []any{[]any{id, nil}, nil} }
+	saved := map[string]any{"g": []any{[]any{"g", nil}, []any{tuple("a"), []any{[]any{"inner", nil}, []any{tuple("b")}}}}}
+	w := newTestWorkerWith(t, canvasMux(), worker.Config{}, func(b *recordingBackend) worker.Backend {
+		return savedGroupBackend{b, saved}
+	})
+	w.run(t)
+	c := worker.NewClient(w.broker, worker.ClientConfig{Backend: w.backend})
+	header := protocol.NewGroup(withID(sig("t.add", int64(1), int64(1)), "a"), withID(sig("t.add", int64(2), int64(2)), "b"))
+	header.Options.TaskID = "g"
+	chord := protocol.NewChord(nil, withID(sig("t.collect"), "body"))
+	chord.Kwargs["header"] = header.Map()
+	apply(t, c, chord)
+	got := w.result(t, "body")
+	assertJSONEqual(t, "body result", got.Result, []any{[]any{int64(2), []any{int64(4)}}})
 }

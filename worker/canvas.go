@@ -418,11 +418,20 @@ func (c *Client) applyChord(ctx context.Context, sig protocol.Signature, args []
 	if rootID != "" {
 		body.Options.RootID = rootID
 	}
-	if o.groupID != "" {
+	// The group and chord the chord belongs to (a chain step in another
+	// chord's header carries them in its options) go onto the body, as
+	// Celery's _chord.run updates the body's options with the chord's.
+	switch {
+	case o.groupID != "":
 		body.Options.GroupID, body.Options.GroupIndex = o.groupID, o.groupIndex
+	case sig.Options.GroupID != "":
+		body.Options.GroupID, body.Options.GroupIndex = sig.Options.GroupID, sig.Options.GroupIndex
 	}
-	if o.chord != nil {
+	switch {
+	case o.chord != nil:
 		body.Options.Chord = o.chord
+	case sig.Options.Chord != nil:
+		body.Options.Chord = sig.Options.Chord
 	}
 	// The chord's errbacks go to the body and, as in Celery 5.2 where the
 	// chord's options are passed on to the header group, to every member.

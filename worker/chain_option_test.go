@@ -93,3 +93,17 @@ func TestChordSavedGroupShapesResults(t *testing.T) {
 	got := w.result(t, "body")
 	assertJSONEqual(t, "body result", got.Result, []any{[]any{int64(2), []any{int64(4)}}})
 }
+
+// TestChordInChainInChordHeader checks Celery's test_chain_chord_chain_chord:
+// a chord that is the last step of a chain in another chord's header
+// passes the outer group and chord on to its body, whose result then
+// completes the outer chord.
+func TestChordInChainInChordHeader(t *testing.T) {
+	t.Parallel()
+	w, c := startCanvasWorker(t)
+	inner := protocol.NewChord([]protocol.Signature{si("t.add", int64(4)), si("t.add", int64(5))}, si("t.add", int64(6)))
+	outer := protocol.NewChord([]protocol.Signature{si("t.add", int64(2)), protocol.NewChain(si("t.add", int64(3)), inner)}, withID(sig("t.collect"), "body"))
+	apply(t, c, protocol.NewChain(si("t.add", int64(1)), outer))
+	got := w.result(t, "body")
+	assertJSONEqual(t, "body result", got.Result, []any{[]any{int64(2), int64(6)}})
+}

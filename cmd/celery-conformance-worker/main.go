@@ -110,7 +110,7 @@ func serve(f flags, log *logrus.Logger) error {
 	defer pool.Close()
 
 	mux := worker.NewServeMux()
-	(&suiteTasks{redis: pool, log: log}).register(mux)
+	(&suiteTasks{redis: pool}).register(mux)
 	srv := worker.NewServer(worker.Config{
 		Queues:      strings.Split(f.queues, ","),
 		Concurrency: f.concurrency,

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/worker"
 )
@@ -21,11 +20,10 @@ import (
 const prefix = "t.integration.tasks."
 
 // suiteTasks holds what the tasks share: the Redis connection the Python
-// tasks open with get_redis_connection(), the logger, and the per-process
-// attempt counter of the retry task (Python keeps it on the task object).
+// tasks open with get_redis_connection(), and the per-process attempt
+// counter of the retry task (Python keeps it on the task object).
 type suiteTasks struct {
 	redis    *redis.Pool
-	log      logrus.FieldLogger
 	attempts atomic.Int64
 }
 
@@ -557,5 +555,5 @@ func (s *suiteTasks) autoRetryClassTask(_ context.Context, t *worker.Task) (any,
 		return int64(t.Retries()), nil
 	}
 	countdown := time.Duration(rand.Float64() * float64(time.Second<<t.Retries()))
-	return nil, t.Retry(worker.NewTaskError("ValueError", ""), countdown, worker.RetryAt(time.Now().Add(countdown)))
+	return nil, t.Retry(&worker.TaskError{Module: "builtins", Type: "ValueError"}, 0, worker.RetryAt(time.Now().Add(countdown)))
 }

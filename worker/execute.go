@@ -76,7 +76,7 @@ func (s *Server) execute(r *request) {
 	}
 
 	start := time.Now()
-	task := &Task{Msg: r.msg, Log: log, Delivery: r.current().Info(), config: r.config, server: s, envelope: r.current().Envelope()}
+	task := &Task{Msg: r.msg, Log: log, Delivery: r.current().Info(), config: r.config, server: s, envelope: r.env}
 	log.Info("task started")
 	result, err := s.call(runCtx, r.handler, task)
 	runtime := time.Since(start)

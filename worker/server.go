@@ -250,10 +250,12 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 // request is a received, decoded message on its way to a handler.
 type request struct {
 	delivery Delivery
-	msg      *protocol.Message
-	handler  Handler
-	config   TaskConfig
-	log      logrus.FieldLogger
+	// env is the message as received (its properties reach the Task).
+	env     protocol.Envelope
+	msg     *protocol.Message
+	handler Handler
+	config  TaskConfig
+	log     logrus.FieldLogger
 	// acked is set once the message is settled; inspect reads it from
 	// other goroutines.
 	acked atomic.Bool
@@ -320,7 +322,7 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 		}
 		return nil
 	}
-	r := &request{delivery: d, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{})}
+	r := &request{delivery: d, env: env, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{})}
 	if s.adopt(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
 		return nil
 	}

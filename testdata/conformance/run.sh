@@ -88,5 +88,9 @@ run_suite() {
 runs=()
 if [ "$which" != go ]; then run_suite python; runs+=("python=$OUT/python.jsonl"); fi
 if [ "$which" != python ]; then run_suite go; runs+=("go=$OUT/go.jsonl"); fi
-"$PYTHON" "$here/summarize.py" "${runs[@]}" | tee "$OUT/summary.txt"
+status=0
+"$PYTHON" "$here/summarize.py" "${runs[@]}" >"$OUT/summary.txt" || status=$?
+cat "$OUT/summary.txt"
 echo "conformance: logs and reports in $OUT"
+# Non-zero when a test that passes with the Python worker does not with Go.
+exit "$status"

@@ -5,7 +5,8 @@ pytest report) and compare a Python-worker run with a Go-worker run.
 
 Prints, per run, the counts of passed, failed, skipped, errored, xfailed and
 xpassed tests; with two runs, the counts side by side and every test whose
-outcome differs, with the failure message of the second run.
+outcome differs, with the failure message of the second run. With two runs
+it exits 1 when a test that passed in the first did not pass in the second.
 """
 import json
 import sys
@@ -66,8 +67,13 @@ def main(argv):
               '(%d xfailed, %d xpassed)' % (
                   name, c['passed'], c['failed'], c['skipped'], c['errored'],
                   c['xfailed'], c['xpassed']))
+    status = 0
     if len(runs) == 2:
         (a, ta), (b, tb) = runs
+        # A test that passes on the first run and not on the second is a
+        # regression: the exit status says so.
+        if any(ta[n][0] == 'passed' and tb.get(n, ('absent', ''))[0] != 'passed' for n in ta):
+            status = 1
         diff = sorted(n for n in set(ta) | set(tb)
                       if ta.get(n, ('absent', ''))[0] != tb.get(n, ('absent', ''))[0])
         print('\n%d tests with a different outcome (%s -> %s):' % (len(diff), a, b))
@@ -87,7 +93,7 @@ def main(argv):
             print('  %-8s %s' % (o, n.split('::', 1)[-1]))
             if msg:
                 print('      ' + msg.strip().splitlines()[0][:300])
-    return 0
+    return status
 
 
 if __name__ == '__main__':

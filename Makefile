@@ -38,7 +38,8 @@ soak: setup ## the 100k no-op soak with RSS figures (SOAK_MESSAGES=N to change t
 	SOAK_MESSAGES=$${SOAK_MESSAGES:-100000} $(GO_TEST) -p 1 -tags faults -run '^TestFaultSoak$$' -v ./cmd/vhg-worker
 
 .PHONY: conformance
-conformance: setup ## Celery's canvas suite on Python vs Go workers (CELERY_SRC=celery v5.2.6 checkout)
+conformance: ## Celery's canvas suite on Python vs Go workers (CELERY_SRC=celery v5.2.6 checkout)
+	@.ci/setup conformance
 	testdata/conformance/run.sh "$(CELERY_SRC)" both
 
 .PHONY: bench

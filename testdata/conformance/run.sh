@@ -61,6 +61,21 @@ pytest_args=(-o "python_classes=test_*" -p celery.contrib.pytest -p no:cacheprov
 [ "${RERUNS:-0}" = 1 ] || pytest_args+=(-p no:rerunfailures)
 pytest_args+=("$@")
 
+# delete_queue NAME: removes a run's queue, the exchange Celery declares
+# with it and the Go worker's guard queue, so runs leave nothing behind.
+delete_queue() {
+  "$PYTHON" - "$1" <<'PY' || echo "conformance: could not delete queue $1" >&2
+import os, sys
+from kombu import Connection
+queue = sys.argv[1]
+with Connection(os.environ["TEST_BROKER"]) as conn:
+    ch = conn.channel()
+    for name in (queue, "vhg.guards." + queue):
+        ch.queue_delete(name)
+    ch.exchange_delete(queue)
+PY
+}
+
 # run_suite NAME: runs the suite against the worker NAME (python or go).
 run_suite() {
   local name=$1 queue="conformance.$1.$$" node="conformance-go-$$@$(hostname)"
@@ -81,6 +96,7 @@ run_suite() {
     kill -TERM "$go_pid" 2>/dev/null || true
     wait "$go_pid" 2>/dev/null || true
   fi
+  delete_queue "$queue"
   echo "conformance: $name run took $((SECONDS - start)) s (pytest exit $rc): $(tail -n 1 "$log")"
   [ -s "$report" ] || die "$name run produced no report; see $log"
 }

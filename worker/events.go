@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +46,10 @@ type Events struct {
 	// failing is set while publishing fails, so that a broker outage is
 	// logged once rather than at every event.
 	failing atomic.Bool
+	// sending is held from stamping an event's clock to publishing it, so
+	// that events leave in clock order (a monitor such as celery's
+	// events.state expects each worker's clock to increase).
+	sending sync.Mutex
 }
 
 var _ Observer = (*Events)(nil)
@@ -77,7 +82,20 @@ func (e *Events) TaskEvents() bool { return e.task.Load() }
 // Run sends worker-online, then worker-heartbeat every interval until ctx
 // is done, then worker-offline.
 func (e *Events) Run(ctx context.Context) {
+	e.Online(ctx)
+	e.Beat(ctx)
+}
+
+// Online sends worker-online. A worker sends it before it consumes, as
+// Celery does, so that a monitor knows the worker before its first task
+// event.
+func (e *Events) Online(ctx context.Context) {
 	e.sendWorker(ctx, protocol.EventWorkerOnline)
+}
+
+// Beat sends worker-heartbeat every interval until ctx is done, then
+// worker-offline.
+func (e *Events) Beat(ctx context.Context) {
 	tick := time.NewTicker(e.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for {
@@ -143,8 +161,10 @@ func (e *Events) send(ctx context.Context, ev protocol.Event) {
 	ev.Timestamp = now
 	ev.UTCOffset = protocol.UTCOffset(now)
 	ev.PID = e.pid
+	e.sending.Lock()
 	ev.Clock = e.srv.clock.Forward()
 	err := e.pub.PublishEvent(ctx, ev)
+	e.sending.Unlock()
 	switch {
 	case err != nil && !e.failing.Swap(true):
 		e.log.WithError(err).WithField("event", ev.Type).Warn("sending events failed; Flower and celery events will miss them")

@@ -104,13 +104,15 @@ func health(broker *rabbitmq.Broker, srv *worker.Server) func() error {
 	}
 }
 
-// start sends worker events and answers remote control until ctx is done,
-// and serves metrics until stop.
+// start sends worker-online, then heartbeats and answers remote control
+// until ctx is done, and serves metrics until stop. Call it before the
+// worker consumes: worker-online comes before any task event.
 func (o *ops) start(ctx context.Context) {
+	o.events.Online(ctx)
 	o.wg.Add(2)
 	go func() {
 		defer o.wg.Done()
-		o.events.Run(ctx)
+		o.events.Beat(ctx)
 	}()
 	go func() {
 		defer o.wg.Done()

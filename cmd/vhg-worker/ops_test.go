@@ -175,9 +175,11 @@ func TestOpsInspect(t *testing.T) {
 		`["interop.add", "interop.fail", "interop.retry_once", "interop.sleep", "interop.tsum", "interop.whoami"]`)
 
 	// One slot: sleep runs, add waits for the slot, the countdown task
-	// waits for its ETA.
+	// waits for its ETA. The sleep outlasts every inspect below (each
+	// starts a Python process, slow on a busy CI machine) and is
+	// terminated once stats has been read.
 	sleepID, addID, laterID := worker.NewTaskID(), worker.NewTaskID(), worker.NewTaskID()
-	w.send(t, sleepID, "interop.sleep", int64(4))
+	w.send(t, sleepID, "interop.sleep", int64(300))
 	w.waitActive(t, sleepID)
 	w.send(t, addID, "interop.add", int64(1), int64(2))
 	countdown := 60.0
@@ -192,7 +194,7 @@ func TestOpsInspect(t *testing.T) {
 	}
 	info := active[0].(map[string]any)
 	wantJSON(t, "active id, name, args", []any{info["id"], info["name"], info["type"], info["args"], info["kwargs"], info["hostname"], info["acknowledged"]},
-		fmt.Sprintf(`[%q, "interop.sleep", "interop.sleep", [4], {}, %q, true]`, sleepID, w.node))
+		fmt.Sprintf(`[%q, "interop.sleep", "interop.sleep", [300], {}, %q, true]`, sleepID, w.node))
 	wantJSON(t, "active delivery_info", info["delivery_info"], fmt.Sprintf(`{"exchange": "", "routing_key": %q, "priority": 0, "redelivered": false}`, w.queue))
 	if start, _ := info["time_start"].(float64); time.Since(time.Unix(int64(start), 0)) > time.Minute {
 		t.Errorf("active time_start = %v, want about now", info["time_start"])
@@ -231,6 +233,9 @@ func TestOpsInspect(t *testing.T) {
 	}
 	if _, ok := field(t, stats, "rusage", "maxrss").(float64); !ok {
 		t.Errorf("stats rusage = %v", stats["rusage"])
+	}
+	if !w.srv.Terminate(sleepID) {
+		t.Errorf("the sleep task %s was not running when stats had been read", sleepID)
 	}
 
 	queues := w.inspectJSON(t, "active_queues").([]any)

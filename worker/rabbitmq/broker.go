@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,7 +90,7 @@ type Broker struct {
 	declared map[string]bool // on this connection
 
 	consumeMu sync.Mutex
-	consumeCh []*amqp.Channel
+	settlers  []*settler // of the consuming channels
 
 	eventMu  sync.Mutex
 	eventCh  *amqp.Channel // events: no confirms, opened on first use
@@ -337,11 +338,25 @@ func (b *Broker) Close() error {
 	close(b.done)
 	conn := b.conn
 	b.mu.Unlock()
+	b.consumeMu.Lock()
+	for _, s := range b.settlers {
+		s.flush()
+	}
+	b.consumeMu.Unlock()
 	err := conn.Close()
 	if errors.Is(err, amqp.ErrClosed) {
 		return nil
 	}
 	return err
+}
+
+// addSettler keeps the settler of a new consuming channel, for Close to
+// write its last acknowledgements, and forgets those of closed channels.
+func (b *Broker) addSettler(s *settler) {
+	b.consumeMu.Lock()
+	defer b.consumeMu.Unlock()
+	b.settlers = slices.DeleteFunc(b.settlers, func(s *settler) bool { return s.ch.IsClosed() })
+	b.settlers = append(b.settlers, s)
 }
 
 // Connected reports whether the connection is open.

@@ -42,9 +42,10 @@ type consumer struct {
 
 // stream is one queue's deliveries on one channel.
 type stream struct {
-	queue string
-	gen   uint64
-	msgs  <-chan amqp.Delivery
+	queue   string
+	gen     uint64
+	msgs    <-chan amqp.Delivery
+	settler *settler // of the channel
 }
 
 // Consume implements worker.Broker: one channel with QoS prefetch (global,
@@ -96,6 +97,7 @@ func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uin
 		ch.Close()
 		return nil, fmt.Errorf("rabbitmq: qos %d: %w", prefetch, err)
 	}
+	settler := newSettler(ch, c.prefetch, c.b.log)
 	var streams []stream
 	for _, q := range c.queues {
 		// A task queue and its guard queue: both feed q's deliveries.
@@ -105,17 +107,16 @@ func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uin
 				ch.Close()
 				return nil, fmt.Errorf("rabbitmq: consume %q: %w", name, err)
 			}
-			streams = append(streams, stream{queue: q, gen: gen, msgs: msgs})
+			streams = append(streams, stream{queue: q, gen: gen, msgs: msgs, settler: settler})
 		}
 	}
 	c.mu.Lock()
 	c.ch = ch
 	c.mu.Unlock()
 	// The channel stays open after the consumers stop so that running tasks
-	// can still acknowledge their messages; Close releases it.
-	c.b.consumeMu.Lock()
-	c.b.consumeCh = append(c.b.consumeCh, ch)
-	c.b.consumeMu.Unlock()
+	// can still acknowledge their messages; Close writes the last
+	// acknowledgements and releases it.
+	c.b.addSettler(settler)
 	return streams, nil
 }
 
@@ -181,7 +182,7 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 // prepare turns an AMQP delivery into a worker delivery, or settles it here
 // (nil): guard copies and redelivered messages are handled first.
 func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *delivery {
-	d := &delivery{d: m, c: c, gen: s.gen, queue: s.queue, redeliveries: redeliveries(m.Headers)}
+	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue, redeliveries: redeliveries(m.Headers)}
 	if name, ok := m.Headers[headerLease].(string); ok && name != "" {
 		return c.b.claimGuard(ctx, d, name)
 	}
@@ -195,7 +196,7 @@ func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *deli
 		c.b.log.WithError(err).Warn("counting a redelivery failed; the message runs without it")
 		return d
 	}
-	if err := m.Ack(false); err != nil {
+	if err := d.settle(); err != nil {
 		c.b.log.WithError(err).Warn("ack of a counted redelivery failed")
 	}
 	return nil
@@ -233,8 +234,9 @@ func redeliveries(h amqp.Table) int {
 type delivery struct {
 	d            amqp.Delivery
 	c            *consumer
-	gen          uint64 // the connection it came on
-	queue        string // the queue it came from
+	s            *settler // settles it on its channel
+	gen          uint64   // the connection it came on
+	queue        string   // the queue it came from
 	redeliveries int
 
 	mu    sync.Mutex
@@ -296,8 +298,16 @@ func (d *delivery) Ack() error {
 	if d.Stale() {
 		return ErrStale
 	}
-	return d.d.Ack(false)
+	return d.settle()
 }
+
+// settle acknowledges the message on its channel, in a batch (see
+// settler).
+func (d *delivery) settle() error { return d.s.ack(d.d.DeliveryTag) }
+
+// unsettle rejects the message on its channel, back to its queue when
+// requeue is set, dead-lettered or dropped otherwise.
+func (d *delivery) unsettle(requeue bool) error { return d.s.reject(d.d.DeliveryTag, requeue) }
 
 func (d *delivery) Reject(requeue bool) error {
 	if l := d.leased(); l != nil {
@@ -306,7 +316,7 @@ func (d *delivery) Reject(requeue bool) error {
 	if d.Stale() {
 		return ErrStale
 	}
-	return d.d.Reject(requeue)
+	return d.unsettle(requeue)
 }
 
 // Stale implements worker.StaleDelivery. A leased message is never stale:
@@ -339,7 +349,7 @@ func (d *delivery) Postpone(ctx context.Context, eta time.Time) error {
 	if err := d.republish(ctx, exchange, d.queue, nil); err != nil {
 		return err
 	}
-	return d.d.Ack(false)
+	return d.settle()
 }
 
 // copy returns the message as a new publishing: its properties, its

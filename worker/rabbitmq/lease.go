@@ -189,7 +189,7 @@ func (d *delivery) Lease(ctx context.Context) error {
 		l.b.dropLease(l.name)
 		return err
 	}
-	if err := d.d.Ack(false); err != nil {
+	if err := d.settle(); err != nil {
 		// The original comes back too; the guard is dropped while the
 		// lease queue exists, or after the task is done.
 		l.log.WithError(err).Warn("ack of a leased message failed")
@@ -361,7 +361,7 @@ func (b *Broker) claimGuard(ctx context.Context, d *delivery, name string) *deli
 		return nil
 	case err != nil:
 		log.WithError(err).Warn("checking a lease failed; the guard goes back to its queue")
-		if err := d.d.Reject(true); err != nil {
+		if err := d.unsettle(true); err != nil {
 			log.WithError(err).Warn("requeue of a guard failed")
 		}
 		return nil
@@ -380,7 +380,7 @@ func (b *Broker) claimGuard(ctx context.Context, d *delivery, name string) *deli
 	if err != nil || finished {
 		if err != nil {
 			log.WithError(err).Warn("checking a done marker failed; the guard goes back to its queue")
-			d.d.Reject(true)
+			d.unsettle(true)
 		} else {
 			log.Debug("guard dropped: its task is done")
 			ackOrLog(d, log)
@@ -395,7 +395,7 @@ func (b *Broker) claimGuard(ctx context.Context, d *delivery, name string) *deli
 	if err := l.publishGuard(ctx); err != nil {
 		log.WithError(err).Warn("publishing a guard failed; the guard goes back to its queue")
 		b.dropLease(name)
-		d.d.Reject(true)
+		d.unsettle(true)
 		return nil
 	}
 	ackOrLog(d, log)
@@ -406,7 +406,7 @@ func (b *Broker) claimGuard(ctx context.Context, d *delivery, name string) *deli
 }
 
 func ackOrLog(d *delivery, log logrus.FieldLogger) {
-	if err := d.d.Ack(false); err != nil {
+	if err := d.settle(); err != nil {
 		log.WithError(err).Warn("ack failed")
 	}
 }

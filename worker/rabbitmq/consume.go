@@ -31,6 +31,7 @@ var ErrStale = errors.New("rabbitmq: the connection this message came on is lost
 // again on each new connection, and feeds one delivery channel.
 type consumer struct {
 	b        *Broker
+	ctx      context.Context // Consume's: done when consuming stops
 	queues   []string
 	prefetch int
 	out      chan worker.Delivery
@@ -60,7 +61,7 @@ type stream struct {
 // redelivery count (DeliveryInfo.Redeliveries) and acknowledged, so that
 // the count survives the worker dying while it runs.
 func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan worker.Delivery, error) {
-	c := &consumer{b: b, queues: queues, prefetch: prefetch, out: make(chan worker.Delivery)}
+	c := &consumer{b: b, ctx: ctx, queues: queues, prefetch: prefetch, out: make(chan worker.Delivery)}
 	conn, gen, err := b.connection(ctx)
 	if err != nil {
 		return nil, err
@@ -212,6 +213,12 @@ func (c *consumer) adjust(delta int) {
 	}
 	if c.ch == nil || c.ch.IsClosed() {
 		return // applied by the next subscribe
+	}
+	if c.ctx.Err() != nil {
+		// Consuming stops: nothing more is delivered, and basic.qos would
+		// race with the basic.cancel on the same channel (amqp091 pairs a
+		// reply with whichever call waits).
+		return
 	}
 	if err := c.ch.Qos(c.prefetch+c.extra, 0, true); err != nil {
 		c.b.log.WithError(err).Warn("changing the prefetch count failed")

@@ -268,21 +268,29 @@ func TestOpsRevoke(t *testing.T) {
 	w := startOpsWorker(t, 1, opsConfig{}, nil)
 
 	// A queued task: it waits for the single slot, is revoked there, and
-	// is discarded just before it would run.
+	// is discarded just before it would run. The blocker holds the slot
+	// until the revoke is in, however slow the Python CLI is to start.
+	//
+	// Every control command gets --timeout 5: the request expires after
+	// the timeout (1 s by default), and a worker on a busy CI machine may
+	// take longer than that to read it.
 	blockerID, queuedID := worker.NewTaskID(), worker.NewTaskID()
-	w.send(t, blockerID, "interop.sleep", int64(2))
+	w.send(t, blockerID, "interop.sleep", int64(300))
 	w.waitActive(t, blockerID)
 	w.send(t, queuedID, "interop.add", int64(1), int64(1))
-	out := celery(t, w.queue, "control", "revoke", queuedID, "-d", w.node)
+	out := celery(t, w.queue, "control", "revoke", queuedID, "-d", w.node, "--timeout", "5")
 	if !strings.Contains(out, "tasks "+queuedID+" flagged as revoked") {
 		t.Errorf("celery control revoke printed:\n%s", out)
+	}
+	if !w.srv.Terminate(blockerID) {
+		t.Errorf("the blocker %s was not running when the revoke was in", blockerID)
 	}
 	wantJSON(t, "revoked queued task", opsResult(t, w.queue, queuedID),
 		`{"state": "REVOKED", "exc_type": "TaskRevokedError", "exc_args": ["revoked"]}`)
 
 	// A task revoked before it arrives is discarded on arrival.
 	earlyID := worker.NewTaskID()
-	celery(t, w.queue, "control", "revoke", earlyID, "-d", w.node)
+	celery(t, w.queue, "control", "revoke", earlyID, "-d", w.node, "--timeout", "5")
 	w.send(t, earlyID, "interop.add", int64(2), int64(2))
 	wantJSON(t, "task revoked before arrival", opsResult(t, w.queue, earlyID),
 		`{"state": "REVOKED", "exc_type": "TaskRevokedError", "exc_args": ["revoked"]}`)
@@ -297,7 +305,7 @@ func TestOpsRevoke(t *testing.T) {
 	w.send(t, runningID, "interop.sleep", int64(30))
 	w.waitActive(t, runningID)
 	start := time.Now()
-	out = celery(t, w.queue, "control", "terminate", "SIGTERM", runningID, "-d", w.node)
+	out = celery(t, w.queue, "control", "terminate", "SIGTERM", runningID, "-d", w.node, "--timeout", "5")
 	if !strings.Contains(out, "terminate: "+runningID) {
 		t.Errorf("celery control terminate printed:\n%s", out)
 	}
@@ -505,7 +513,9 @@ func TestOpsEventsOnTheWire(t *testing.T) {
 
 	// Like a Python worker, the Go worker stops without replying, so the
 	// command says "No nodes replied" and exits with 69 (EX_UNAVAILABLE).
-	_, stderr, err := runPython(queue, "-m", "celery", "-A", "interop", "control", "shutdown", "-d", node)
+	// The request expires after --timeout (1 s by default, which a busy CI
+	// machine can exceed).
+	_, stderr, err := runPython(queue, "-m", "celery", "-A", "interop", "control", "shutdown", "-d", node, "--timeout", "5")
 	var exit *exec.ExitError
 	if !errors.As(err, &exit) || exit.ExitCode() != 69 || !strings.Contains(stderr, "No nodes replied") {
 		t.Errorf("celery control shutdown: %v, %s; want exit status 69 as with a Python worker", err, stderr)

@@ -31,7 +31,7 @@ def result(task_id):
 
 
 def ping(pattern, matcher):
-    replies = app.control.inspect(timeout=2, pattern=pattern, matcher=matcher).ping() or {}
+    replies = app.control.inspect(timeout=4, pattern=pattern, matcher=matcher).ping() or {}
     return {"nodes": sorted(replies)}
 
 

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -165,6 +166,31 @@ func (r *request) current() Delivery {
 		return *d
 	}
 	return r.delivery
+}
+
+// Bounds of the set of messages whose ack was lost (Server.ackLost): a
+// message comes back within seconds of the reconnect.
+const (
+	ackLostMaxLen  = 10000
+	ackLostExpires = time.Hour
+)
+
+// ackLostKey names a message in Server.ackLost: a retry republishes the
+// same id with one more retry, and that copy must run.
+func ackLostKey(m *protocol.Message) string { return m.ID + "/" + strconv.Itoa(m.Retries) }
+
+// settledBefore acknowledges, without running it, a message that came back
+// after a lost connection although this worker had already settled it (the
+// task ran, or started after an early ack) and only the acknowledgement
+// was lost. It reports whether it did. Celery would run the task again;
+// for an encode that is minutes of work thrown away.
+func (s *Server) settledBefore(r *request) bool {
+	if !r.delivery.Info().Redelivered || !s.ackLost.contains(time.Now(), ackLostKey(r.msg)) {
+		return false
+	}
+	r.log.Warn("message came back after a lost connection, but this worker had already run it: acknowledged without running it again")
+	r.ack(r.log)
+	return true
 }
 
 // adopt hands a message that came back after a lost connection to its

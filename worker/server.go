@@ -85,11 +85,16 @@ type Server struct {
 	created   time.Time
 	consuming atomic.Bool
 
-	mu        sync.Mutex
-	running   map[string]*runningTask // task id -> its request and cancel
-	held      map[*request]bool       // received, not started -> waiting for its ETA
-	total     map[string]int          // tasks started, by name
-	processed int                     // tasks started
+	mu      sync.Mutex
+	running map[string]*runningTask // task id -> its request and cancel
+	// ackLost holds the messages (id and retries) settled here whose
+	// acknowledgement was lost with the broker connection: when one comes
+	// back it is acknowledged without running again. Bounded as the
+	// revoked set is.
+	ackLost   *revokedSet
+	held      map[*request]bool // received, not started -> waiting for its ETA
+	total     map[string]int    // tasks started, by name
+	processed int               // tasks started
 }
 
 // NewServer returns a Server. backend may be nil to store no results.
@@ -109,6 +114,7 @@ func NewServer(cfg Config, broker Broker, backend Backend, mux *ServeMux, log lo
 		revoked: newRevokedSet(revokedMaxLen, revokedExpires),
 		created: time.Now(),
 		running: make(map[string]*runningTask),
+		ackLost: newRevokedSet(ackLostMaxLen, ackLostExpires),
 		held:    make(map[*request]bool),
 		total:   make(map[string]int),
 	}
@@ -271,6 +277,7 @@ type request struct {
 	// adopted replaces delivery when the message came back after a lost
 	// connection while its task was still running here.
 	adopted atomic.Pointer[Delivery]
+	ackLost *revokedSet // the Server's
 }
 
 func (r *request) ack(log logrus.FieldLogger) {
@@ -280,7 +287,13 @@ func (r *request) ack(log logrus.FieldLogger) {
 	if r.acked.Swap(true) {
 		return
 	}
-	if err := r.current().Ack(); err != nil {
+	err := r.current().Ack()
+	if sd, ok := r.current().(StaleDelivery); ok && err != nil && sd.Stale() {
+		r.ackLost.add(time.Now(), ackLostKey(r.msg))
+		log.WithError(err).Warn("ack lost with the broker connection: the broker redelivers the message, and this worker acknowledges it without running it again")
+		return
+	}
+	if err != nil {
 		log.WithError(err).Error("ack failed; the broker will redeliver the message")
 	}
 }
@@ -322,8 +335,8 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 		}
 		return nil
 	}
-	r := &request{delivery: d, env: env, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{})}
-	if s.adopt(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
+	r := &request{delivery: d, env: env, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{}), ackLost: s.ackLost}
+	if s.adopt(r) || s.settledBefore(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
 		return nil
 	}
 	log.WithField("eta", msg.ETA).Debug("task received")

@@ -85,16 +85,17 @@ type Server struct {
 	created   time.Time
 	consuming atomic.Bool
 
-	mu      sync.Mutex
-	running map[string]*runningTask // task id -> its request and cancel
 	// ackLost holds the messages (id and retries) settled here whose
 	// acknowledgement was lost with the broker connection: when one comes
 	// back it is acknowledged without running again. Bounded as the
-	// revoked set is.
-	ackLost   *revokedSet
-	held      map[*request]bool // received, not started -> waiting for its ETA
-	total     map[string]int    // tasks started, by name
-	processed int               // tasks started
+	// revoked set is, and locked by itself.
+	ackLost *revokedSet
+
+	mu        sync.Mutex
+	running   map[string]*runningTask // task id -> its request and cancel
+	held      map[*request]bool       // received, not started -> waiting for its ETA
+	total     map[string]int          // tasks started, by name
+	processed int                     // tasks started
 }
 
 // NewServer returns a Server. backend may be nil to store no results.

@@ -339,11 +339,18 @@ func TestFaultKillWorkerMidTranscode(t *testing.T) {
 }
 
 // rabbitmqctl runs rabbitmqctl with args.
+// rabbitmqctl runs a rabbitmqctl command, failing the test if it has not
+// finished within two minutes: start_app can hang while RabbitMQ recovers
+// more durable queues than it has file handles for (its log says so).
 func rabbitmqctl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command("rabbitmqctl", args...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "rabbitmqctl", args...)
+	cmd.WaitDelay = 5 * time.Second // its children may hold the output open
+	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("rabbitmqctl %v: %v\n%s (run make setup)", args, err, out)
+		t.Fatalf("rabbitmqctl %v: %v\n%s (see /var/log/rabbitmq; run make setup)", args, err, out)
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -373,7 +380,13 @@ func TestFaultBrokerRestart(t *testing.T) {
 	queue := uniqueQueue(t)
 	w := startBinary(t, "worker", "-b", testBrokerURL, "-Q", queue, "-c", "2", "-n", "restart@%h", "--metrics-addr", "127.0.0.1:0",
 		"--output-dir", out, "--input-roots", inputs, "--renditions", "180:300,360:800")
-	t.Cleanup(func() { exec.Command("rabbitmqctl", "start_app").Run() }) // whatever happens
+	t.Cleanup(func() { // whatever happens
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "rabbitmqctl", "start_app")
+		cmd.WaitDelay = 5 * time.Second
+		cmd.Run()
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	_, f := submitWorkflow(t, ctx, queue, src)

@@ -384,12 +384,14 @@ type recordingPublisher struct {
 	mu     sync.Mutex
 	events []protocol.Event
 	fail   error
+	failed int // publishes refused while fail was set
 }
 
 func (p *recordingPublisher) PublishEvent(_ context.Context, e protocol.Event) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
+		p.failed++
 		return p.fail
 	}
 	p.events = append(p.events, e)
@@ -400,6 +402,12 @@ func (p *recordingPublisher) all() []protocol.Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.events)
+}
+
+func (p *recordingPublisher) refused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
 }
 
 func (p *recordingPublisher) types() []string {

@@ -39,6 +39,12 @@ type Config struct {
 	// DeliveryInfo.Redeliveries) before it ends as FAILURE instead of
 	// running again; zero means 5, a negative value no limit.
 	MaxRedeliveries int
+	// TaskTimeLimit and TaskSoftTimeLimit are the hard and soft time limits
+	// of every task whose message and registration set none (Celery's
+	// task_time_limit and task_soft_time_limit, --time-limit and
+	// --soft-time-limit); zero means none.
+	TaskTimeLimit     time.Duration
+	TaskSoftTimeLimit time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -324,6 +330,12 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 	}
 	log := s.log.WithFields(logrus.Fields{"task": msg.Task, "id": msg.ID, "retries": msg.Retries})
 	h, cfg, ok := s.mux.lookup(msg.Task)
+	if cfg.TimeLimit == 0 {
+		cfg.TimeLimit = s.cfg.TaskTimeLimit
+	}
+	if cfg.SoftTimeLimit == 0 {
+		cfg.SoftTimeLimit = s.cfg.TaskSoftTimeLimit
+	}
 	if !ok {
 		// Celery: log, reject without requeue, store NotRegistered.
 		log.Error("received unregistered task; rejecting it (is a worker for it consuming this queue?)")

@@ -177,7 +177,7 @@ func TestControlCommands(t *testing.T) {
 		{"revoke", map[string]any{"task_id": "id-4", "terminate": true, "signal": "SIGKILL"}, `{"ok": "terminate: tasks unknown"}`},
 		{"terminate", map[string]any{"task_id": "id-5", "signal": "TERM"}, `{"ok": "terminate: tasks unknown"}`},
 		{"revoked", nil, `["id-1", "id-2", "id-3", "id-4", "id-5"]`},
-		{"revoke", map[string]any{}, `{"error": "TypeError('missing required argument: \\'task_id\\'')"}`},
+		{"revoke", map[string]any{}, `{"error": "TypeError(\"missing required argument: 'task_id'\")"}`},
 		{"revoke", map[string]any{"task_id": "x", "terminate": true, "signal": "SIGWHAT"}, `{"error": "TypeError('Unsupported signal: SIGWHAT')"}`},
 		{"no_such_command", nil, `{"error": "KeyError('no_such_command')"}`},
 		{"enable_events", nil, `{"ok": "task events enabled"}`},

@@ -86,6 +86,7 @@ type Server struct {
 	hardStop context.CancelCauseFunc
 
 	clock     protocol.LamportClock
+	rates     rateLimits
 	revoked   *revokedSet
 	observers []Observer
 	created   time.Time
@@ -227,20 +228,10 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 // held (see Reserved and Scheduled) until execute takes it.
 func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
 		unbump := bumpPrefetch(r)
-		select {
-		case <-timer.C:
-			unbump()
-		case <-r.gone: // postponed
-			unbump()
-			s.unhold(r)
-			return
-		case <-ctx.Done():
-			unbump()
-			s.unhold(r)
-			r.requeue(s.log)
+		waited := s.wait(ctx, r, wait)
+		unbump()
+		if !waited {
 			return
 		}
 		// Expiry is checked again before running (revocation in execute).
@@ -250,6 +241,11 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 		}
 		s.hold(r, false)
 	}
+	if cfg, ok := s.mux.config(r.msg.Task); ok {
+		if turn := s.rates.wait(r.msg.Task, cfg.RateLimit, time.Now()); turn > 0 && !s.wait(ctx, r, turn) {
+			return
+		}
+	}
 	select {
 	case work <- r:
 	case <-r.gone: // postponed
@@ -257,6 +253,25 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	case <-ctx.Done():
 		s.unhold(r)
 		r.requeue(s.log)
+	}
+}
+
+// wait holds r for d (its ETA, or its turn under a rate limit). It reports
+// false when r left this worker meanwhile: postponed by the hold timer, or
+// requeued because ctx is done.
+func (s *Server) wait(ctx context.Context, r *request, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-r.gone: // postponed
+		s.unhold(r)
+		return false
+	case <-ctx.Done():
+		s.unhold(r)
+		r.requeue(s.log)
+		return false
 	}
 }
 

@@ -593,21 +593,6 @@ func startInProcess(t *testing.T, queue string, mux *worker.ServeMux, consumerTi
 	return w
 }
 
-func waitResult(t *testing.T, b *redis.Backend, id string, limit time.Duration) protocol.ResultMeta {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		meta, err := b.Result(t.Context(), id)
-		if err == nil && meta.Status.Ready() {
-			return meta
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no result for %s within %s (%v, %v)", id, limit, meta.Status, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func runsOf(runs *sync.Map, id string) int64 {
 	v, ok := runs.Load(id)
 	if !ok {

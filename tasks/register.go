@@ -74,7 +74,8 @@ func Register(mux *worker.ServeMux, deps Deps) *Pipeline {
 
 // ErrBadInput is wrapped by the errors of a request that cannot succeed as
 // given: a refused URL or path, a context that fails validation, a file
-// with no video, a rendition taller than the source. Python clients see
+// with no video or in a refused format (ffmpeg.ErrInputRefused, which is
+// a ValueError too), a rendition taller than the source. Python clients see
 // them as ValueError; every other failure is a RuntimeError.
 var ErrBadInput = errors.New("bad input")
 
@@ -92,7 +93,7 @@ func pythonErrors(h worker.HandlerFunc) worker.HandlerFunc {
 		}
 		excType := "RuntimeError"
 		if errors.Is(err, ErrBadInput) || errors.Is(err, vhgctx.ErrUnsafePath) ||
-			errors.Is(err, ffmpeg.ErrNoVideoStream) || errors.As(err, new(*vhgctx.KeyError)) {
+			errors.Is(err, ffmpeg.ErrNoVideoStream) || errors.Is(err, ffmpeg.ErrInputRefused) || errors.As(err, new(*vhgctx.KeyError)) {
 			excType = "ValueError"
 		}
 		return result, &worker.TaskError{Module: "builtins", Type: excType, Args: []any{err.Error()}, Err: err}

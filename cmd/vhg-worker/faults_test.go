@@ -257,7 +257,7 @@ func checkWorkflowOutputs(t *testing.T, complete protocol.ResultMeta, sizes []st
 	}
 	for _, s := range sizes {
 		variant := filepath.Join(filepath.Dir(master), s, "playlist.m3u8")
-		probe, err := ffmpeg.Probe(t.Context(), variant)
+		probe, err := ffmpeg.ProbeFormats(t.Context(), variant, []string{"hls", "mpegts"})
 		if err != nil {
 			t.Errorf("variant %s does not play: %v", s, err)
 			continue

@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	vhgctx "github.com/vhg/vhg-worker/context"
 	"github.com/vhg/vhg-worker/ffmpeg"
@@ -31,13 +32,15 @@ const (
 // It keeps no state between tasks: every step reads what it needs from its
 // context and the output directory, so any step may run on any host.
 type Pipeline struct {
-	deps Deps
+	deps   Deps
+	client *http.Client // downloads, within the limits of deps
 }
 
 // New returns the task handlers for deps (see Deps for the zero values;
 // it panics when deps.OutputDir is not an absolute path).
 func New(deps Deps) *Pipeline {
-	return &Pipeline{deps: deps.withDefaults()}
+	deps = deps.withDefaults()
+	return &Pipeline{deps: deps, client: newDownloadClient(deps, deps.DownloadHosts.control)}
 }
 
 // Register registers every adaptation.commons task on mux, with acks_late

@@ -1,0 +1,94 @@
+package tasks
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/vhg/vhg-worker/ffmpeg"
+)
+
+// probeRemote runs ffprobe on an http(s) original. Under AnyHost ffprobe
+// fetches the URL itself. Under any other host policy it could not be
+// trusted to (it resolves names and follows redirects on its own), so it
+// reads the URL through a relay on 127.0.0.1 that fetches it with the
+// download client: the policy, the timeouts and the redirect limit then
+// hold for the probe as for the download.
+func (p *Pipeline) probeRemote(ctx context.Context, rawURL string) (*ffmpeg.ProbeResult, error) {
+	if p.deps.DownloadHosts == AnyHost {
+		return ffmpeg.ProbeURL(ctx, rawURL)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("probe relay: %w", err)
+	}
+	var token [16]byte
+	rand.Read(token[:])
+	r := &probeRelay{p: p, ctx: ctx, url: rawURL, path: "/" + hex.EncodeToString(token[:])}
+	srv := &http.Server{Handler: r}
+	go srv.Serve(ln)
+	defer srv.Close()
+	probe, err := ffmpeg.ProbeURL(ctx, "http://"+ln.Addr().String()+r.path)
+	if rerr := r.failure(); rerr != nil && (err != nil || errors.Is(rerr, ErrBadInput)) {
+		// What the relay met (a refused host, too many redirects) says
+		// more than ffprobe's "Server returned 5XX".
+		return nil, rerr
+	}
+	return probe, err
+}
+
+// probeRelay serves one URL, fetched with the download client, to ffprobe:
+// GET and HEAD of its secret path only, with ffprobe's Range header passed
+// on so that it can seek.
+type probeRelay struct {
+	p    *Pipeline
+	ctx  context.Context
+	url  string
+	path string
+
+	mu  sync.Mutex
+	err error // the first error of a fetch
+}
+
+func (r *probeRelay) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
+
+func (r *probeRelay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	if req.URL.Path != r.path || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
+		http.NotFound(w, req)
+		return
+	}
+	header := http.Header{}
+	for _, k := range []string{"Range", "If-Range"} {
+		if v := req.Header.Get(k); v != "" {
+			header.Set(k, v)
+		}
+	}
+	resp, err := r.p.get(r.ctx, req.Method, r.url, header)
+	if err != nil {
+		r.mu.Lock()
+		if r.err == nil {
+			r.err = err
+		}
+		r.mu.Unlock()
+		http.Error(w, "fetch failed", http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	for _, k := range []string{"Content-Type", "Content-Length", "Content-Range", "Accept-Ranges"} {
+		if v := resp.Header.Get(k); v != "" {
+			w.Header().Set(k, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}

@@ -76,8 +76,9 @@ func hostileServer(t *testing.T) *httptest.Server {
 		<-r.Context().Done()
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
-		// A byte every 100 ms for a second: slow, but always moving.
-		for range 10 {
+		// A byte every 100 ms for 4 s, longer than the idle timeout of the
+		// test (3 s): slow, but always moving.
+		for range 40 {
 			w.Write([]byte("s"))
 			w.(http.Flusher).Flush()
 			time.Sleep(100 * time.Millisecond)
@@ -108,7 +109,7 @@ func TestDownloadLimits(t *testing.T) {
 		badIn   bool // the error wraps ErrBadInput (a ValueError)
 	}{
 		{path: "/ok", want: "fine"},
-		{path: "/slow", want: "ssssssssss"},
+		{path: "/slow", want: strings.Repeat("s", 40)},
 		{path: "/redirect/5", want: "after redirects"},
 		{path: "/big-declared", wantErr: "2000 bytes (Content-Length) is more than the download limit of 1000 bytes", badIn: true},
 		{path: "/big-chunked", wantErr: "grows past the download limit of 1000 bytes", badIn: true},
@@ -123,7 +124,7 @@ func TestDownloadLimits(t *testing.T) {
 			out := t.TempDir()
 			p := New(Deps{OutputDir: out, MaxDownloadSize: 1000, IdleTimeout: 500 * time.Millisecond})
 			if tt.path == "/slow" {
-				p = New(Deps{OutputDir: out, MaxDownloadSize: 1000, IdleTimeout: time.Second})
+				p = New(Deps{OutputDir: out, MaxDownloadSize: 1000, IdleTimeout: 3 * time.Second})
 			}
 			c, err := downloadTo(t, p, out, "abc", srv.URL+tt.path)
 			if tt.wantErr == "" {
@@ -136,6 +137,7 @@ func TestDownloadLimits(t *testing.T) {
 				}
 				return
 			}
+			t.Logf("download %s: %v", tt.path, err)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || errors.Is(err, ErrBadInput) != tt.badIn {
 				t.Errorf("download %s = %v; want %q (bad input: %t)", tt.path, err, tt.wantErr, tt.badIn)
 			}
@@ -199,6 +201,7 @@ func TestDownloadHostPolicy(t *testing.T) {
 		})
 		id := fmt.Sprintf("h%d", i)
 		_, err := downloadTo(t, p, out, id, tt.url)
+		t.Logf("download %s under PublicHosts: %v", tt.url, err)
 		if tt.wantErr == "" {
 			if err != nil {
 				t.Errorf("download %s: %v", tt.url, err)

@@ -73,7 +73,11 @@ func (r *probeRelay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 			header.Set(k, v)
 		}
 	}
-	resp, err := r.p.get(r.ctx, req.Method, r.url, header)
+	// The fetch ends with the task or when ffprobe hangs up.
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	defer context.AfterFunc(req.Context(), cancel)()
+	resp, err := r.p.get(ctx, req.Method, r.url, header)
 	if err != nil {
 		r.mu.Lock()
 		if r.err == nil {

@@ -63,8 +63,8 @@ func TestArgsGolden(t *testing.T) {
 			Inputs:  []string{"/out/abc/encoding/640x360.mp4"},
 			MPDPath: "/out/abc/dash/playlist.mpd", SegmentSeconds: 2,
 		})},
-		{"probe_file", probeArgs(fileURL("/out/abc/source/abc"), []string{"file"}, sourceFormats)},
-		{"probe_url", probeArgs("https://example.com/in.mp4", []string{"http", "https", "tcp", "tls"}, sourceFormats)},
+		{"probe_file", probeArgs(fileURL("/out/abc/source/abc"), []string{"file"}, sourceFormats, 0)},
+		{"probe_url", probeArgs("https://example.com/in.mp4", []string{"http", "https", "tcp", "tls"}, sourceFormats, time.Minute)},
 		{"testpattern_audio", TestPatternArgs(TestPatternOptions{
 			Output: "/tmp/src.mp4", Duration: 3 * time.Second, Width: 640, Height: 360, Audio: true,
 		})},

@@ -162,7 +162,7 @@ func TestProbeURLRefusesPlaylist(t *testing.T) {
 	}
 	segmentHits.Store(0)
 
-	_, err := ProbeURL(t.Context(), srv.URL+"/video.mp4")
+	_, err := ProbeURL(t.Context(), srv.URL+"/video.mp4", 0)
 	if !errors.Is(err, ErrInputRefused) {
 		t.Errorf("ProbeURL(playlist) = %v, want an error wrapping ErrInputRefused", err)
 	}

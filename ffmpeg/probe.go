@@ -74,21 +74,27 @@ func Probe(ctx context.Context, path string) (*ProbeResult, error) {
 // a file the caller wrote itself, such as an HLS playlist ("hls", and
 // "mpegts" for its segments).
 func ProbeFormats(ctx context.Context, path string, formats []string) (*ProbeResult, error) {
-	return probe(ctx, probeArgs(fileURL(path), []string{"file"}, formats), formats)
+	return probe(ctx, probeArgs(fileURL(path), []string{"file"}, formats, 0), formats)
 }
 
 // probeArgs returns the ffprobe command that reports on input, opening it
 // with the given protocols only and reading it with one of the given
-// demuxers only.
-func probeArgs(input string, protocols, formats []string) []string {
-	return []string{
+// demuxers only; a positive idle makes any read or write that waits longer
+// fail (-rw_timeout).
+func probeArgs(input string, protocols, formats []string, idle time.Duration) []string {
+	argv := []string{
 		"ffprobe", "-v", "error",
 		"-protocol_whitelist", strings.Join(protocols, ","),
 		"-format_whitelist", strings.Join(formats, ","),
+	}
+	if idle > 0 {
+		argv = append(argv, "-rw_timeout", strconv.FormatInt(idle.Microseconds(), 10))
+	}
+	return append(argv,
 		"-print_format", "json",
 		"-show_format", "-show_streams",
 		input,
-	}
+	)
 }
 
 // probe runs argv and parses its report, which must name one of formats.

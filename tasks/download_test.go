@@ -356,3 +356,25 @@ func TestDownloadRefusalIsValueError(t *testing.T) {
 		leftNothing(t, out, tt.path)
 	}
 }
+
+// TestProbeStalledServer: encode_workflow's probe of a server that stops
+// sending fails after the idle timeout, with ffprobe fetching (AnyHost) or
+// the relay (PublicHosts), as a timeout.
+func TestProbeStalledServer(t *testing.T) {
+	t.Parallel()
+	requireFFmpeg(t)
+	srv := hostileServer(t)
+	for _, hosts := range []HostPolicy{AnyHost, PublicHosts} {
+		for _, path := range []string{"/stall-body", "/stall-headers"} {
+			p := New(Deps{OutputDir: t.TempDir(), DownloadHosts: hosts, IdleTimeout: 500 * time.Millisecond})
+			p.client = newDownloadClient(p.deps, nil) // the loopback server stands for a public one
+			_, err := p.renditionsFor(t.Context(), srv.URL+path)
+			t.Logf("probe of %s under %s: %v", path, hosts, err)
+			// A stall is a network failure (RuntimeError), not bad input.
+			if err == nil || errors.Is(err, ErrBadInput) ||
+				!strings.Contains(err.Error(), "timed out") && !strings.Contains(err.Error(), "no data received") && !strings.Contains(err.Error(), "timeout awaiting response headers") {
+				t.Errorf("probe of %s under %s = %v, want a timeout that is not bad input", path, hosts, err)
+			}
+		}
+	}
+}

@@ -14,15 +14,16 @@ import (
 	"github.com/vhg/vhg-worker/ffmpeg"
 )
 
-// probeRemote runs ffprobe on an http(s) original. Under AnyHost ffprobe
-// fetches the URL itself. Under any other host policy it could not be
+// probeRemote runs ffprobe on an http(s) original; it fails when nothing
+// arrives for Deps.IdleTimeout. Under AnyHost ffprobe fetches the URL
+// itself. Under any other host policy it could not be
 // trusted to (it resolves names and follows redirects on its own), so it
 // reads the URL through a relay on 127.0.0.1 that fetches it with the
 // download client: the policy, the timeouts and the redirect limit then
 // hold for the probe as for the download.
 func (p *Pipeline) probeRemote(ctx context.Context, rawURL string) (*ffmpeg.ProbeResult, error) {
 	if p.deps.DownloadHosts == AnyHost {
-		return ffmpeg.ProbeURL(ctx, rawURL)
+		return ffmpeg.ProbeURL(ctx, rawURL, p.deps.IdleTimeout)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,7 +35,7 @@ func (p *Pipeline) probeRemote(ctx context.Context, rawURL string) (*ffmpeg.Prob
 	srv := &http.Server{Handler: r}
 	go srv.Serve(ln)
 	defer srv.Close()
-	probe, err := ffmpeg.ProbeURL(ctx, "http://"+ln.Addr().String()+r.path)
+	probe, err := ffmpeg.ProbeURL(ctx, "http://"+ln.Addr().String()+r.path, p.deps.IdleTimeout)
 	if rerr := r.failure(); rerr != nil && (err != nil || errors.Is(rerr, ErrBadInput)) {
 		// What the relay met (a refused host, too many redirects) says
 		// more than ffprobe's "Server returned 5XX".
@@ -54,6 +55,15 @@ type probeRelay struct {
 
 	mu  sync.Mutex
 	err error // the first error of a fetch
+}
+
+// record keeps the first error of a fetch.
+func (r *probeRelay) record(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err == nil {
+		r.err = err
+	}
 }
 
 func (r *probeRelay) failure() error {
@@ -79,11 +89,7 @@ func (r *probeRelay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	defer context.AfterFunc(req.Context(), cancel)()
 	resp, err := r.p.get(ctx, req.Method, r.url, header)
 	if err != nil {
-		r.mu.Lock()
-		if r.err == nil {
-			r.err = err
-		}
-		r.mu.Unlock()
+		r.record(err)
 		http.Error(w, "fetch failed", http.StatusBadGateway)
 		return
 	}
@@ -94,5 +100,25 @@ func (r *probeRelay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, resp.Body)
+	io.Copy(w, relayedBody{resp.Body, func(err error) {
+		// Errors after ffprobe hung up (the fetch is then cancelled) are
+		// no failure of the source.
+		if req.Context().Err() == nil && !errors.Is(err, context.Canceled) {
+			r.record(err)
+		}
+	}})
+}
+
+// relayedBody reports the read errors of a fetched body other than EOF.
+type relayedBody struct {
+	body    io.Reader
+	onError func(error)
+}
+
+func (b relayedBody) Read(p []byte) (int, error) {
+	n, err := b.body.Read(p)
+	if err != nil && err != io.EOF {
+		b.onError(err)
+	}
+	return n, err
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -122,9 +123,12 @@ func (p *Pipeline) get(ctx context.Context, method, rawURL string, header http.H
 		cancel(nil)
 		return nil, fmt.Errorf("%s %s: %w", method, req.URL.Redacted(), err)
 	}
-	idle := p.deps.IdleTimeout
-	timer := time.AfterFunc(idle, func() { cancel(errIdle) })
-	resp.Body = &idleBody{body: resp.Body, ctx: ctx, cancel: cancel, timer: timer, idle: idle, url: resp.Request.URL.Redacted()}
+	b := &idleBody{body: resp.Body, cancel: cancel, idle: p.deps.IdleTimeout, url: resp.Request.URL.Redacted()}
+	b.timer = time.AfterFunc(b.idle, func() {
+		b.stalled.Store(true)
+		cancel(errIdle)
+	})
+	resp.Body = b
 	return resp, nil
 }
 
@@ -156,14 +160,15 @@ func newDownloadClient(deps Deps, control func(network, address string, c syscal
 	}
 }
 
-// idleBody is a response body that fails when no byte arrives for idle.
+// idleBody is a response body that fails when no byte arrives for idle:
+// its timer then cancels the request.
 type idleBody struct {
-	body   io.ReadCloser
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	timer  *time.Timer
-	idle   time.Duration
-	url    string
+	body    io.ReadCloser
+	cancel  context.CancelCauseFunc // the request's
+	timer   *time.Timer
+	stalled atomic.Bool // set when the timer fired
+	idle    time.Duration
+	url     string
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
@@ -171,7 +176,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	if n > 0 {
 		b.timer.Reset(b.idle)
 	}
-	if err != nil && err != io.EOF && context.Cause(b.ctx) == errIdle {
+	if err != nil && err != io.EOF && b.stalled.Load() {
 		err = fmt.Errorf("GET %s: no data received for %s", b.url, b.idle)
 	}
 	return n, err

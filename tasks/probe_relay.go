@@ -16,11 +16,11 @@ import (
 
 // probeRemote runs ffprobe on an http(s) original; it fails when nothing
 // arrives for Deps.IdleTimeout. Under AnyHost ffprobe fetches the URL
-// itself. Under any other host policy it could not be
-// trusted to (it resolves names and follows redirects on its own), so it
-// reads the URL through a relay on 127.0.0.1 that fetches it with the
-// download client: the policy, the timeouts and the redirect limit then
-// hold for the probe as for the download.
+// itself. Under any other host policy it could not be trusted to (it
+// resolves names and follows redirects on its own), so it reads the URL
+// through a relay on 127.0.0.1 that fetches it with the download client:
+// the policy, the timeouts and the redirect limit then hold for the probe
+// as for the download.
 func (p *Pipeline) probeRemote(ctx context.Context, rawURL string) (*ffmpeg.ProbeResult, error) {
 	if p.deps.DownloadHosts == AnyHost {
 		return ffmpeg.ProbeURL(ctx, rawURL, p.deps.IdleTimeout)
@@ -31,8 +31,10 @@ func (p *Pipeline) probeRemote(ctx context.Context, rawURL string) (*ffmpeg.Prob
 	}
 	var token [16]byte
 	rand.Read(token[:])
-	r := &probeRelay{p: p, ctx: ctx, url: rawURL, path: "/" + hex.EncodeToString(token[:])}
-	srv := &http.Server{Handler: r}
+	r := &probeRelay{p: p, url: rawURL, path: "/" + hex.EncodeToString(token[:])}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.serve(ctx, w, req)
+	})}
 	go srv.Serve(ln)
 	defer srv.Close()
 	probe, err := ffmpeg.ProbeURL(ctx, "http://"+ln.Addr().String()+r.path, p.deps.IdleTimeout)
@@ -49,7 +51,6 @@ func (p *Pipeline) probeRemote(ctx context.Context, rawURL string) (*ffmpeg.Prob
 // on so that it can seek.
 type probeRelay struct {
 	p    *Pipeline
-	ctx  context.Context
 	url  string
 	path string
 
@@ -72,7 +73,9 @@ func (r *probeRelay) failure() error {
 	return r.err
 }
 
-func (r *probeRelay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+// serve answers one request of ffprobe; the fetch is bounded by ctx, the
+// probe's.
+func (r *probeRelay) serve(ctx context.Context, w http.ResponseWriter, req *http.Request) {
 	if req.URL.Path != r.path || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
 		http.NotFound(w, req)
 		return
@@ -84,7 +87,7 @@ func (r *probeRelay) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	// The fetch ends with the task or when ffprobe hangs up.
-	ctx, cancel := context.WithCancel(r.ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(req.Context(), cancel)()
 	resp, err := r.p.get(ctx, req.Method, r.url, header)

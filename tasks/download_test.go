@@ -1,6 +1,8 @@
 package tasks
 
 import (
+	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
 	"net/http"
@@ -57,6 +59,21 @@ func hostileServer(t *testing.T) *httptest.Server {
 			w.Write(make([]byte, 1000))
 			w.(http.Flusher).Flush()
 		}
+	})
+	mux.HandleFunc("/gzip-bomb", func(w http.ResponseWriter, r *http.Request) {
+		// 1 MB of zeros in about 1 KB: the limit counts what is decoded.
+		var z bytes.Buffer
+		gz := gzip.NewWriter(&z)
+		gz.Write(make([]byte, 1<<20))
+		gz.Close()
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Length", strconv.Itoa(z.Len()))
+		w.Write(z.Bytes())
+	})
+	mux.HandleFunc("/short", func(w http.ResponseWriter, r *http.Request) {
+		// Promises 100 bytes, sends 10 and hangs up.
+		w.Header().Set("Content-Length", "100")
+		w.Write([]byte("0123456789"))
 	})
 	mux.HandleFunc("/endless", func(w http.ResponseWriter, r *http.Request) {
 		chunk := make([]byte, 32<<10)
@@ -115,6 +132,8 @@ func TestDownloadLimits(t *testing.T) {
 		{path: "/big-chunked", wantErr: "grows past the download limit of 1000 bytes", badIn: true},
 		{path: "/endless", wantErr: "grows past the download limit of 1000 bytes", badIn: true},
 		{path: "/redirect/6", wantErr: "more than 5 redirects", badIn: true},
+		{path: "/gzip-bomb", wantErr: "grows past the download limit of 1000 bytes", badIn: true},
+		{path: "/short", wantErr: "unexpected EOF"},
 		{path: "/stall-body", wantErr: "no data received for 500ms"},
 		{path: "/stall-headers", wantErr: "timeout awaiting response headers"},
 	}

@@ -289,7 +289,7 @@ func (d *delivery) Envelope() protocol.Envelope {
 
 func (d *delivery) Info() worker.DeliveryInfo {
 	return worker.DeliveryInfo{Exchange: d.d.Exchange, RoutingKey: d.d.RoutingKey,
-		Redelivered: d.d.Redelivered || d.redeliveries > 0, Redeliveries: d.redeliveries}
+		Redelivered: d.d.Redelivered || d.redeliveries > 0, Redeliveries: d.redeliveries, DeliveryTag: d.d.DeliveryTag}
 }
 
 func (d *delivery) leased() *lease {

@@ -376,11 +376,11 @@ func writeTable(t table) []byte {
 
 // receiveSeed is one named seed of the corpus.
 type receiveSeed struct {
-	name                                                  string
-	headers                                               table
-	body                                                  string
+	name                                                 string
+	headers                                              table
+	body                                                 string
 	contentType, contentEncoding, correlationID, replyTo string
-	priority                                              uint8
+	priority                                             uint8
 }
 
 // v2Table returns protocol v2 headers for task with id, then extra pairs

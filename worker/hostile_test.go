@@ -67,7 +67,7 @@ func TestHostileHeaders(t *testing.T) {
 			return protocol.Envelope{Headers: headers(id, "task", "no.such\xff\xfe"), Body: []byte(body), CorrelationID: key}
 		}, true},
 		{"id not UTF-8", func(id, key string) protocol.Envelope {
-			return protocol.Envelope{Headers: headers(id+"\xff"), Body: []byte(body), CorrelationID: key}
+			return protocol.Envelope{Headers: headers(id + "\xff"), Body: []byte(body), CorrelationID: key}
 		}, false},
 		{"task name as bytes", func(id, key string) protocol.Envelope {
 			return protocol.Envelope{Headers: headers(id, "task", []byte("t.ok")), Body: []byte(body), CorrelationID: key}

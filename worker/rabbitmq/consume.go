@@ -184,8 +184,14 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 // (nil): guard copies and redelivered messages are handled first.
 func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *delivery {
 	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue, redeliveries: redeliveries(m.Headers)}
-	if name, ok := m.Headers[headerLease].(string); ok && name != "" {
-		return c.b.claimGuard(ctx, d, name)
+	if v, ok := m.Headers[headerLease]; ok {
+		if name, _ := v.(string); isLeaseName(name) {
+			return c.b.claimGuard(ctx, d, name)
+		}
+		// Not a lease this adapter named: forged or damaged. The header
+		// is private (dropped from the envelope), so the message is an
+		// ordinary one.
+		c.b.log.WithFields(d.logFields()).Warn("ignoring a lease header this worker did not write")
 	}
 	if !m.Redelivered {
 		return d
@@ -414,5 +420,5 @@ func (d *delivery) republish(ctx context.Context, exchange, queue string, extra 
 func (d *delivery) logFields() logrus.Fields {
 	id, _ := d.d.Headers["id"].(string)
 	task, _ := d.d.Headers["task"].(string)
-	return logrus.Fields{"id": id, "task": task, "queue": d.queue}
+	return logrus.Fields{"id": id, "task": task, "queue": d.queue, "delivery_tag": d.d.DeliveryTag}
 }

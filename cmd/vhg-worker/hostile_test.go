@@ -46,6 +46,10 @@ func hostileMessages() []rawMessage {
 		{name: "oversize argsrepr (80 KiB)", headers: v2("interop.add", id(), "argsrepr", strings.Repeat("a", 80<<10)), body: ok, wantExc: "DecodeError"},
 		{name: "custom header not UTF-8", headers: v2("interop.add", id(), "x-trace", []any{"ok", "\xc3"}), body: ok, wantExc: "DecodeError"},
 		{name: "task that panics", headers: v2("hostile.panic", id()), body: ok, wantExc: "RuntimeError"},
+		// The adapter's private lease header, forged: never a loop.
+		{name: "forged lease header (oversize)", headers: v2("interop.add", id(), "x-vhg-lease", strings.Repeat("l", 300)), body: ok},
+		{name: "forged lease header (not UTF-8)", headers: v2("interop.add", id(), "x-vhg-lease", "l\xff.0123456789ab"), body: ok},
+		{name: "forged lease header (wrong type)", headers: v2("interop.add", id(), "x-vhg-lease", int32(1)), body: ok},
 	}
 }
 

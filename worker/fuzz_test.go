@@ -208,12 +208,20 @@ const (
 const maxTableDepth = 8
 
 func readTable(data []byte) map[string]any {
-	r := &tableReader{data: data}
+	r := &tableReader{data: data, budget: maxRepeated}
 	h, _ := r.table(0).(map[string]any)
 	return h
 }
 
-type tableReader struct{ data []byte }
+// maxRepeated bounds the bytes tRepeated values add up to in one table:
+// well over the decoder's MaxHeadersSize, well under what would make the
+// fuzzer spend its time allocating.
+const maxRepeated = 4 << 20
+
+type tableReader struct {
+	data   []byte
+	budget int // bytes tRepeated may still produce
+}
 
 func (r *tableReader) next(n int) []byte {
 	n = min(n, len(r.data))
@@ -275,12 +283,13 @@ func (r *tableReader) value(depth int) any {
 	case tTable:
 		return r.table(depth)
 	case tRepeated:
-		n := int(r.uint(2))
+		n := min(int(r.uint(2))*64, r.budget)
 		c := r.next(1)
 		if len(c) == 0 {
 			return ""
 		}
-		return strings.Repeat(string(c), n*64)
+		r.budget -= n
+		return strings.Repeat(string(c), n)
 	}
 	return nil
 }

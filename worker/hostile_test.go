@@ -249,20 +249,29 @@ func (b *failingBackend) Store(ctx context.Context, meta protocol.ResultMeta, to
 // loss is reported (EventStoreFailed) and counted.
 func TestStoreOutcomeFails(t *testing.T) {
 	t.Parallel()
+	// undecodable is a message rejected at receive; its FAILURE cannot be
+	// stored either, and it is not requeued for that (it would come back
+	// undecodable).
+	undecodable := func(id string) protocol.Envelope {
+		return protocol.Envelope{Headers: map[string]any{"task": "t.task", "id": id, "retries": "many"}, Body: []byte(`[[], {}, {}]`), CorrelationID: id}
+	}
 	tests := []struct {
 		name    string
 		handler worker.HandlerFunc
 		opts    []worker.TaskOption
+		env     func(id string) protocol.Envelope // nil: a valid t.task message
 		want    []string
 	}{
-		{"acks late, success", okHandler, []worker.TaskOption{worker.AcksLate()},
+		{"acks late, success", okHandler, []worker.TaskOption{worker.AcksLate()}, nil,
 			[]string{"deliver", "run", "store failed", "store-failed event", "reject requeue=true",
 				"deliver", "run", "store SUCCESS", "ack"}},
-		{"acks late, failure", failHandler, []worker.TaskOption{worker.AcksLate()},
+		{"acks late, failure", failHandler, []worker.TaskOption{worker.AcksLate()}, nil,
 			[]string{"deliver", "run", "store failed", "store-failed event", "reject requeue=true",
 				"deliver", "run", "store FAILURE", "ack"}},
-		{"early ack", okHandler, nil,
+		{"early ack", okHandler, nil, nil,
 			[]string{"deliver", "ack", "run", "store failed", "store-failed event"}},
+		{"undecodable", okHandler, []worker.TaskOption{worker.AcksLate()}, undecodable,
+			[]string{"deliver", "store failed", "store-failed event", "reject requeue=false"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -283,7 +292,13 @@ func TestStoreOutcomeFails(t *testing.T) {
 				}
 			}))
 			w.run(t)
-			id := w.send(t, newMsg("t.task"))
+			var id string
+			if tt.env == nil {
+				id = w.send(t, newMsg("t.task"))
+			} else {
+				id = worker.NewTaskID()
+				w.sendEnvelope(t, tt.env(id))
+			}
 			w.events.waitUntil(t, fmt.Sprintf("%q", tt.want), func() bool { return len(w.events.of(id)) >= len(tt.want) })
 			// The worker still serves (and the early-ack message is not
 			// redelivered meanwhile).

@@ -42,6 +42,9 @@ type rawMessage struct {
 	// wantExc is the exception type stored as FAILURE under the id
 	// header; empty means nothing can be stored (no id).
 	wantExc string
+	// wantSuccess says the message is an ordinary one after all: SUCCESS
+	// is stored under the id header.
+	wantSuccess bool
 }
 
 // v2 returns protocol v2 headers for task with id.

@@ -14,10 +14,10 @@ import (
 // properties, where a hostile one could do harm.
 //
 // Celery has no such checks: py-amqp keeps a header string that is not
-// UTF-8 as bytes, so a task name like that is not found and Celery stores
-// NotRegistered under the id, while a bad id breaks the backend's key and
-// nothing is stored. Here both are a DecodeError, stored as FAILURE under
-// the id whenever the id itself passes (DecodeError.TaskID).
+// UTF-8 as bytes, so a task name like that is not found, and Celery
+// rejects the message and stores NotRegistered under the id. Here any
+// such header is a DecodeError, stored as FAILURE under the id whenever
+// the id itself passes (DecodeError.TaskID).
 const (
 	// MaxNameLen caps a task name (the task and shadow headers, and the
 	// v1 body's task), in bytes. Celery names are dotted Python paths;

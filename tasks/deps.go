@@ -36,6 +36,12 @@ type Deps struct {
 	// http(s) URLs are downloaded.
 	InputRoots []string
 
+	// SourceTempDirs are the temporary directories where the original
+	// Python download_file may have left a source
+	// (tempfile.mkdtemp()/<id>), which steps then read as original_file
+	// (see DefaultSourceTempDirs); nil means DefaultSourceTempDirs().
+	SourceTempDirs []string
+
 	// HTTPClient downloads http(s) inputs; nil means http.DefaultClient.
 	// Downloads are bounded by the task's context, not by a client timeout.
 	HTTPClient *http.Client
@@ -130,6 +136,9 @@ func (d Deps) withDefaults() Deps {
 	d.OutputDir = filepath.Clean(d.OutputDir)
 	if d.Renditions == nil {
 		d.Renditions = DefaultRenditions()
+	}
+	if d.SourceTempDirs == nil {
+		d.SourceTempDirs = DefaultSourceTempDirs()
 	}
 	if d.HTTPClient == nil {
 		d.HTTPClient = http.DefaultClient

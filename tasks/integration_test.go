@@ -315,7 +315,7 @@ func TestGetVideoSizeRefusesFilesWithoutVideo(t *testing.T) {
 	// original_file must lie inside folder_out.
 	_, err := p.GetVideoSize(t.Context(), newTask(t, NameGetVideoSize, []any{map[string]any{
 		"folder_out": folder, "id": "abc", "original_file": "/etc/passwd"}}, nil))
-	if err == nil || !strings.Contains(err.Error(), "not inside folder_out") {
+	if err == nil || !strings.Contains(err.Error(), "neither inside folder_out") {
 		t.Errorf("get_video_size(/etc/passwd) = %v", err)
 	}
 }

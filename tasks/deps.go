@@ -31,6 +31,13 @@ type Deps struct {
 	// none are sent. rabbitmq.AMQPBackend satisfies it.
 	Status StatusPublisher
 
+	// FailureQueue is where encode_workflow routes the notify_failure
+	// errbacks of the workflows it starts: a queue only Go workers consume
+	// (FailureQueue(q) for the queue q the steps go to), so that a Python
+	// worker sharing the task queue never receives a task it lacks. Empty
+	// means FailureQueue("celery").
+	FailureQueue string
+
 	// InputRoots are the directories local inputs (plain paths and file://
 	// URLs) may come from; nil means local inputs are refused and only
 	// http(s) URLs are downloaded.
@@ -136,6 +143,9 @@ func (d Deps) withDefaults() Deps {
 	d.OutputDir = filepath.Clean(d.OutputDir)
 	if d.Renditions == nil {
 		d.Renditions = DefaultRenditions()
+	}
+	if d.FailureQueue == "" {
+		d.FailureQueue = FailureQueue("celery")
 	}
 	if d.SourceTempDirs == nil {
 		d.SourceTempDirs = DefaultSourceTempDirs()

@@ -392,7 +392,7 @@ func startServer(t *testing.T, deps Deps) (*worker.Client, *memory.Broker, *stat
 	broker, backend := memory.NewBroker(), memory.NewBackend()
 	mux := worker.NewServeMux()
 	p := Register(mux, deps)
-	srv := worker.NewServer(worker.Config{Concurrency: 2, ShutdownTimeout: time.Second}, broker, backend, mux, testLog(t))
+	srv := worker.NewServer(worker.Config{Queues: WithFailureQueues([]string{"celery"}), Concurrency: 2, ShutdownTimeout: time.Second}, broker, backend, mux, testLog(t))
 	srv.Observe(p.RevokedStatus(testLog(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

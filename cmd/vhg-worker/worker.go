@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/tasks"
 	"github.com/vhg/vhg-worker/worker"
 	"github.com/vhg/vhg-worker/worker/metrics"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
@@ -153,11 +154,18 @@ func runWorker(args []string) int {
 	// The status queue always lives on RabbitMQ, whatever the result
 	// backend: it is what the VHG status consumers read.
 	deps.Status = broker.AMQPBackend(0)
+	// The notify_failure errbacks travel on a queue only Go workers
+	// consume (the original Python workers lack that task).
+	queues := splitList(f.queues)
+	if len(queues) == 0 {
+		queues = []string{"celery"}
+	}
+	deps.FailureQueue = tasks.FailureQueue(queues[0])
 	mux := worker.NewServeMux()
 	pipeline := registerTasks(mux, deps)
 
 	srv := worker.NewServer(worker.Config{
-		Queues:             splitList(f.queues),
+		Queues:             tasks.WithFailureQueues(queues),
 		Concurrency:        f.concurrency,
 		PrefetchMultiplier: f.prefetchMultiplier,
 		NodeName:           node,

@@ -446,27 +446,36 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 	type run struct {
 		name, root string
 		wantFail   bool
+		failOn     string // "Go" or "Python": the worker the failing step was sent to
 	}
 	var runs []run
 	pyClient := func(name, queue, input string, wantFail bool) {
 		got := scenario(t, "encode", queue, "INTEROP_INPUT="+input)
 		root, _ := got["id"].(string)
-		runs = append(runs, run{name, root, wantFail})
+		runs = append(runs, run{name: name, root: root, wantFail: wantFail})
 	}
 	clip := srv.URL + "/clip.mp4"
 	for i := range 2 {
 		pyClient(fmt.Sprintf("python client #%d", i+1), shared, clip, false)
-		runs = append(runs, run{fmt.Sprintf("submit #%d", i+1), submitWorkflow(t, bin, shared, clip), false})
+		runs = append(runs, run{name: fmt.Sprintf("submit #%d", i+1), root: submitWorkflow(t, bin, shared, clip)})
 	}
 	pyClient("python client, original canvas", pyOnly, clip, false)
-	runs = append(runs, run{"submit, Go canvas", submitWorkflow(t, bin, goOnly, clip), false})
+	runs = append(runs, run{name: "submit, Go canvas", root: submitWorkflow(t, bin, goOnly, clip)})
 	// 404s: a source gone before encode_workflow probes it, and sources
 	// gone between the probe and download_file, which then fails on
 	// whichever worker receives it.
-	runs = append(runs, run{"submit, 404 at the probe", submitWorkflow(t, bin, goOnly, srv.URL+"/missing.mp4"), true})
+	runs = append(runs, run{name: "submit, 404 at the probe", root: submitWorkflow(t, bin, goOnly, srv.URL+"/missing.mp4"), wantFail: true, failOn: "Go"})
 	for i := range 2 {
 		pyClient(fmt.Sprintf("python client, 404 at download #%d", i+1), goOnly, srv.URL+"/vanishing.mp4", true)
-		runs = append(runs, run{fmt.Sprintf("submit, 404 at download #%d", i+1), submitWorkflow(t, bin, goOnly, srv.URL+"/vanishing.mp4"), true})
+		runs = append(runs, run{name: fmt.Sprintf("submit, 404 at download #%d", i+1), root: submitWorkflow(t, bin, goOnly, srv.URL+"/vanishing.mp4"), wantFail: true})
+	}
+
+	// The same 404 at download_file in the canvas the Go encode_workflow
+	// builds, with that first step sent to each worker in turn: the
+	// FAILURE arrives whichever ran it.
+	for _, forced := range []struct{ name, queue string }{{"Python", pyOnly}, {"Go", goOnly}} {
+		runs = append(runs, run{"Go canvas, 404 at download forced onto " + forced.name,
+			applyGoCanvas(t, shared, forced.queue, out, srv.URL+"/missing.mp4"), true, forced.name})
 	}
 
 	type outcome struct {
@@ -484,6 +493,7 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 	wg.Wait()
 
 	completed, failures := 0, 0
+	canvases := map[string]int{}
 	failedOn := map[string]int{}
 	for i, r := range runs {
 		o := outcomes[i]
@@ -505,6 +515,7 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 				continue
 			}
 			completed++
+			canvases[canvas]++
 			t.Logf("%s: COMPLETE, canvas built by the %s encode_workflow", r.name, canvas)
 			continue
 		}
@@ -523,10 +534,16 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 			who = "Python"
 		}
 		failedOn[who]++
+		if r.failOn != "" && who != r.failOn {
+			t.Errorf("%s: the failing step ran on %s", r.name, who)
+		}
 		t.Logf("%s: FAILURE %v: %v (failing step %s ran on the %s worker)", r.name, res["exc_type"], res["error"], failedID, who)
 		if !strings.Contains(fmt.Sprint(res["error"]), "404") {
 			t.Errorf("%s: FAILURE does not name the 404: %v", r.name, res)
 		}
+	}
+	if canvases["Go"] == 0 || canvases["Python"] == 0 {
+		t.Errorf("completed canvases by builder: %v; want both encode_workflows", canvases)
 	}
 	if gow.total() == 0 || py.total() == 0 {
 		t.Errorf("steps run: Go %d, Python %d; want both workers to take part", gow.total(), py.total())
@@ -536,8 +553,37 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 		t.Errorf("the Python worker received tasks it lacks:\n%s", strings.Join(py.unregistered, "\n"))
 	}
 	py.mu.Unlock()
-	t.Logf("FIGURE mixed: %d workflows, %d COMPLETE, %d FAILURE as wanted (failing step on Go %d, on Python %d)",
-		len(runs), completed, failures, failedOn["Go"], failedOn["Python"])
+	t.Logf("FIGURE mixed: %d workflows, %d COMPLETE (canvas built by Go %d, by Python %d), %d FAILURE as wanted (failing step on Go %d, on Python %d)",
+		len(runs), completed, canvases["Go"], canvases["Python"], failures, failedOn["Go"], failedOn["Python"])
 	t.Logf("FIGURE mixed steps on Go (%d): %s", gow.total(), figure(gow.counts()))
 	t.Logf("FIGURE mixed steps on Python (%d): %s", py.total(), figure(py.counts()))
+}
+
+// applyGoCanvas applies the canvas the Go encode_workflow builds for
+// input, with steps on queue but its first step, download_file, sent to
+// firstQueue, and returns its main task id (that of its status queue).
+func applyGoCanvas(t *testing.T, queue, firstQueue, out, input string) string {
+	t.Helper()
+	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	backend, err := redis.New(context.Background(), redis.Config{URL: testRedisURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	id := strings.ReplaceAll(worker.NewTaskID(), "-", "")
+	main := worker.NewTaskID()
+	wf := tasks.Workflow{URL: input, FolderOut: filepath.Join(out, id), ID: id, MainTaskID: main,
+		Renditions: testRenditions(t, mixedRenditions), FailureQueue: tasks.FailureQueue(queue)}
+	sig := wf.Canvas()
+	first := sig.Kwargs["tasks"].([]any)[0].(map[string]any)
+	first["options"].(map[string]any)["queue"] = firstQueue
+	client := worker.NewClient(broker, worker.ClientConfig{DefaultQueue: queue, Backend: backend})
+	if _, err := client.Apply(t.Context(), sig); err != nil {
+		t.Fatal(err)
+	}
+	return main
 }

@@ -410,9 +410,9 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
-// submitWorkflow runs `vhg-worker submit -Q queue input` and returns the
+// submitWithBinary runs `vhg-worker submit -Q queue input` and returns the
 // root task id it prints.
-func submitWorkflow(t *testing.T, bin, queue, input string) string {
+func submitWithBinary(t *testing.T, bin, queue, input string) string {
 	t.Helper()
 	out, err := exec.Command(bin, "submit", "-b", testBrokerURL, "-Q", queue, input).Output()
 	if err != nil {
@@ -457,17 +457,17 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 	clip := srv.URL + "/clip.mp4"
 	for i := range 2 {
 		pyClient(fmt.Sprintf("python client #%d", i+1), shared, clip, false)
-		runs = append(runs, run{name: fmt.Sprintf("submit #%d", i+1), root: submitWorkflow(t, bin, shared, clip)})
+		runs = append(runs, run{name: fmt.Sprintf("submit #%d", i+1), root: submitWithBinary(t, bin, shared, clip)})
 	}
 	pyClient("python client, original canvas", pyOnly, clip, false)
-	runs = append(runs, run{name: "submit, Go canvas", root: submitWorkflow(t, bin, goOnly, clip)})
+	runs = append(runs, run{name: "submit, Go canvas", root: submitWithBinary(t, bin, goOnly, clip)})
 	// 404s: a source gone before encode_workflow probes it, and sources
 	// gone between the probe and download_file, which then fails on
 	// whichever worker receives it.
-	runs = append(runs, run{name: "submit, 404 at the probe", root: submitWorkflow(t, bin, goOnly, srv.URL+"/missing.mp4"), wantFail: true, failOn: "Go"})
+	runs = append(runs, run{name: "submit, 404 at the probe", root: submitWithBinary(t, bin, goOnly, srv.URL+"/missing.mp4"), wantFail: true, failOn: "Go"})
 	for i := range 2 {
 		pyClient(fmt.Sprintf("python client, 404 at download #%d", i+1), goOnly, srv.URL+"/vanishing.mp4", true)
-		runs = append(runs, run{name: fmt.Sprintf("submit, 404 at download #%d", i+1), root: submitWorkflow(t, bin, goOnly, srv.URL+"/vanishing.mp4"), wantFail: true})
+		runs = append(runs, run{name: fmt.Sprintf("submit, 404 at download #%d", i+1), root: submitWithBinary(t, bin, goOnly, srv.URL+"/vanishing.mp4"), wantFail: true})
 	}
 
 	// The same 404 at download_file in the canvas the Go encode_workflow

@@ -587,3 +587,141 @@ func applyGoCanvas(t *testing.T, queue, firstQueue, out, input string) string {
 	}
 	return main
 }
+
+// routeSteps sets options.queue on every step of a canvas (nested chains,
+// groups, chords) to queueOf(task name).
+func routeSteps(sig map[string]any, queueOf func(task string) string) {
+	if kw, ok := sig["kwargs"].(map[string]any); ok {
+		for _, key := range []string{"tasks", "header", "body"} {
+			switch v := kw[key].(type) {
+			case []any:
+				for _, e := range v {
+					if m, ok := e.(map[string]any); ok {
+						routeSteps(m, queueOf)
+					}
+				}
+			case map[string]any:
+				routeSteps(v, queueOf)
+			}
+		}
+	}
+	name, _ := sig["task"].(string)
+	if !strings.HasPrefix(name, "adaptation.commons.") {
+		return
+	}
+	opts, _ := sig["options"].(map[string]any)
+	if opts == nil {
+		opts = map[string]any{}
+		sig["options"] = opts
+	}
+	opts["queue"] = queueOf(name)
+}
+
+// TestMixedOriginalMasterPlaylist runs the canvas of the Go encode_workflow
+// with the original's exact master playlist writes
+// (VHG_ORIGINAL_PLAYLIST=legacy: RESOLUTION=<playlist path>, no URI line,
+// #EXT-X-ENDLIST from the footer), each step sent to a chosen kind of
+// worker:
+//   - Python runs everything up to the renditions' add_playlist_info, Go the
+//     chord body: Go reads the original's entries back and the master ends
+//     valid, each variant once;
+//   - Go runs everything but the chord body, Python runs it: the original
+//     footer appends #EXT-X-ENDLIST to the valid master Go wrote, and no Go
+//     step comes after to remove it. The test pins that documented outcome.
+func TestMixedOriginalMasterPlaylist(t *testing.T) {
+	requireServices(t)
+	shared, goOnly, pyOnly := uniqueQueue(t), uniqueQueue(t), uniqueQueue(t)
+	out, sources := t.TempDir(), t.TempDir()
+	encodeTestClip(t, filepath.Join(sources, "clip.mp4"), 320, 240, true)
+	srv := serveSources(t, sources)
+	py := startOriginalWorker(t, []string{shared, pyOnly}, "py-legacy@mixed", out, "VHG_ORIGINAL_PLAYLIST=legacy")
+	gow := startMixedGoWorker(t, []string{shared, goOnly}, "go-legacy@mixed", tasks.Deps{OutputDir: out,
+		Renditions: testRenditions(t, mixedRenditions), Preset: "ultrafast"})
+	body := map[string]bool{tasks.NameAddPlaylistFooter: true, tasks.NameChunkDash: true}
+	isBody := func(name string, complete bool) bool { return body[name] || (name == tasks.NameNotify && complete) }
+
+	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	backend, err := redis.New(context.Background(), redis.Config{URL: testRedisURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	start := func(bodyQueue, otherQueue string) string {
+		id := strings.ReplaceAll(worker.NewTaskID(), "-", "")
+		main := worker.NewTaskID()
+		wf := tasks.Workflow{URL: srv.URL + "/clip.mp4", FolderOut: filepath.Join(out, id), ID: id, MainTaskID: main,
+			Renditions: testRenditions(t, mixedRenditions), FailureQueue: tasks.FailureQueue(shared)}
+		sig := wf.Canvas().Map()
+		// The final notify is the one with complete=True: route by task
+		// name, then fix that one up.
+		routeSteps(sig, func(name string) string {
+			if isBody(name, false) {
+				return bodyQueue
+			}
+			return otherQueue
+		})
+		chord := sig["kwargs"].(map[string]any)["tasks"].([]any)[3].(map[string]any)
+		steps := chord["kwargs"].(map[string]any)["body"].(map[string]any)["kwargs"].(map[string]any)["tasks"].([]any)
+		steps[len(steps)-1].(map[string]any)["options"].(map[string]any)["queue"] = bodyQueue
+		parsed, err := protocol.ParseSignature(sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := worker.NewClient(broker, worker.ClientConfig{DefaultQueue: shared, Backend: backend})
+		if _, err := client.Apply(t.Context(), parsed); err != nil {
+			t.Fatal(err)
+		}
+		return main
+	}
+	dims := []string{"192x144", "320x240"}
+
+	pyThenGo := start(goOnly, pyOnly)
+	goThenPy := start(pyOnly, goOnly)
+
+	statuses, err := awaitStatus(pyThenGo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkComplete(statuses, dims); err != nil {
+		t.Errorf("original header and entries, Go body: %v", err)
+	}
+
+	statuses, err = awaitStatus(goThenPy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := statuses[len(statuses)-1]
+	if last.Status != tasks.StateComplete {
+		t.Fatalf("Go steps, original body: ended with %s: %v", last.Status, last.Result)
+	}
+	master, _ := last.Result.(map[string]any)["hls"].(string)
+	data, err := os.ReadFile(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(data)
+	if !strings.HasSuffix(text, "#EXT-X-ENDLIST\n") {
+		t.Errorf("Go steps, original body: master does not end with the original footer's #EXT-X-ENDLIST:\n%s", text)
+	}
+	if err := os.WriteFile(master, []byte(strings.TrimSuffix(text, "#EXT-X-ENDLIST\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkMaster(master, dims); err != nil {
+		t.Errorf("Go steps, original body: the master before the original footer's line is not valid: %v", err)
+	}
+	t.Logf("Go steps, original body: the master Go wrote is valid; the original footer appended #EXT-X-ENDLIST after it, as documented")
+	// Each kind ran the playlist steps it was sent.
+	for _, w := range []struct {
+		name  string
+		steps *stepLog
+	}{{"Go", gow}, {"Python", py}} {
+		c := w.steps.counts()
+		if c["add_playlist_header"] != 1 || c["add_playlist_info"] != 2 || c["add_playlist_footer"] != 1 {
+			t.Errorf("%s worker ran %s; want one header, two entries and one footer", w.name, figure(c))
+		}
+	}
+}

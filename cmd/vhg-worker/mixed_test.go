@@ -111,7 +111,7 @@ func startOriginalWorker(t *testing.T, queues []string, node, outputDir string, 
 	t.Helper()
 	steps := newStepLog()
 	cmd := exec.Command(pythonBin, "-m", "celery", "-A", "original", "worker",
-		"-Q", strings.Join(queues, ","), "-c", "2", "-n", node, "-l", "info",
+		"-Q", strings.Join(queues, ","), "-c", "2", "-n", node, "-l", "info", "-E",
 		"--without-mingle", "--without-gossip", "--without-heartbeat")
 	cmd.Dir = pythonDir
 	cmd.Env = append(os.Environ(),
@@ -218,6 +218,10 @@ func startMixedGoWorker(t *testing.T, queues []string, node string, deps tasks.D
 		broker, backend, mux, log)
 	srv.Observe(pipeline.RevokedStatus(log))
 	ctx, cancel := context.WithCancel(context.Background())
+	events := "vhg.python-failures." + queues[0]
+	if err := watchPythonFailures(ctx, pyFailuresConfig{URL: testBrokerURL, Queue: events, Status: deps.Status, Log: log}); err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
 	t.Cleanup(func() {
@@ -227,6 +231,7 @@ func startMixedGoWorker(t *testing.T, queues []string, node string, deps tasks.D
 		}
 		broker.Close()
 		backend.Close()
+		deleteQueue(events)
 	})
 	return steps
 }
@@ -468,6 +473,14 @@ func TestMixedPythonAndGoWorkers(t *testing.T) {
 	for i := range 2 {
 		pyClient(fmt.Sprintf("python client, 404 at download #%d", i+1), goOnly, srv.URL+"/vanishing.mp4", true)
 		runs = append(runs, run{name: fmt.Sprintf("submit, 404 at download #%d", i+1), root: submitWithBinary(t, bin, goOnly, srv.URL+"/vanishing.mp4"), wantFail: true})
+	}
+
+	// 404s in canvases built by the original encode_workflow (which has
+	// no errbacks): download_file fails on whichever worker receives it;
+	// on Go the worker reports it, on Python the Go workers learn it from
+	// the Python worker's task events.
+	for i := range 3 {
+		pyClient(fmt.Sprintf("python client, original canvas, 404 at download #%d", i+1), pyOnly, srv.URL+"/missing.mp4", true)
 	}
 
 	// The same 404 at download_file in the canvas the Go encode_workflow

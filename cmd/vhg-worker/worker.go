@@ -36,6 +36,7 @@ type workerFlags struct {
 	shutdownTimeout    time.Duration
 	consumerTimeout    time.Duration
 	maxRedeliveries    int
+	pythonFailures     bool
 	tasks              taskFlags
 }
 
@@ -62,6 +63,8 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", 30*time.Minute,
 		"RabbitMQ's consumer_timeout (or less): no message is held unacknowledged for more than half of it; longer acks_late tasks are leased (see README)")
 	fs.IntVar(&f.maxRedeliveries, "max-redeliveries", 5, "a message that comes back more often because its worker died ends as FAILURE (negative: no limit)")
+	fs.BoolVar(&f.pythonFailures, "report-python-failures", true,
+		"publish FAILURE for workflows built by the original Python encode_workflow whose step fails on a Python worker (needs its task events: celery worker -E)")
 	f.tasks.add(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -176,6 +179,12 @@ func runWorker(args []string) int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	srv.Observe(pipeline.RevokedStatus(log))
+	if f.pythonFailures {
+		if err := watchPythonFailures(ctx, pyFailuresConfig{URL: f.broker, Status: deps.Status, Log: log}); err != nil {
+			fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
+			return 1
+		}
+	}
 	operations, err := newOps(srv, broker, opsConfig{
 		taskEvents:  f.taskEvents,
 		metricsAddr: f.metricsAddr,

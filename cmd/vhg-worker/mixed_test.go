@@ -26,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/ffmpeg"
 	"github.com/vhg/vhg-worker/protocol"
@@ -737,4 +738,59 @@ func TestMixedOriginalMasterPlaylist(t *testing.T) {
 			t.Errorf("%s worker ran %s; want one header, two entries and one footer", w.name, figure(c))
 		}
 	}
+}
+
+// TestMixedFailureNoticeWaitsForGoWorker fails a step of a Go-built
+// workflow on a Python worker while no Go worker runs: Python Celery
+// publishes the notify_failure errback to the failure queue, declaring it
+// durable, where it waits; the Go worker started later reports the FAILURE.
+func TestMixedFailureNoticeWaitsForGoWorker(t *testing.T) {
+	requireServices(t)
+	queue := uniqueQueue(t)
+	out, sources := t.TempDir(), t.TempDir()
+	srv := serveSources(t, sources)
+	py := startOriginalWorker(t, []string{queue}, "py-alone@mixed", out)
+	main := applyGoCanvas(t, queue, queue, out, srv.URL+"/missing.mp4")
+
+	// Wait (no upper bound but the suite's) until the notice is in the queue.
+	conn, err := amqp.Dial(testBrokerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var waiting int
+	for waiting == 0 {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q, err := ch.QueueDeclarePassive(tasks.FailureQueue(queue), true, false, false, false, nil); err == nil {
+			waiting = q.Messages
+			ch.Close()
+		}
+		if waiting == 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	py.mu.Lock()
+	failedOnPython := len(py.failed)
+	py.mu.Unlock()
+	if failedOnPython != 1 || waiting != 1 {
+		t.Fatalf("%d steps failed on Python, %d notices waiting; want 1 and 1", failedOnPython, waiting)
+	}
+
+	gow := startMixedGoWorker(t, []string{queue}, "go-late@mixed", tasks.Deps{OutputDir: out,
+		Renditions: testRenditions(t, mixedRenditions), Preset: "ultrafast"})
+	statuses, err := awaitStatus(main)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := statuses[len(statuses)-1]
+	if r, _ := last.Result.(map[string]any); last.Status != protocol.StateFailure || !strings.Contains(fmt.Sprint(r["error"]), "404") {
+		t.Fatalf("ended with %s %v, want FAILURE naming the 404", last.Status, last.Result)
+	}
+	if c := gow.counts(); c["notify_failure"] != 1 {
+		t.Errorf("the Go worker ran %s; want one notify_failure", figure(c))
+	}
+	t.Logf("FIGURE failure notice: published by Python while no Go worker ran, waited in %s, reported by the Go worker started later", tasks.FailureQueue(queue))
 }

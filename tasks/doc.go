@@ -70,4 +70,14 @@
 // exactly where the original download_file puts a source; local inputs are
 // read only from Deps.InputRoots,
 // and ffmpeg gets argv slices with file: URLs, never a shell.
+//
+// The original comes from the client too. http(s) downloads are bounded
+// (Deps.MaxDownloadSize, ConnectTimeout, IdleTimeout, 5 redirects) and may
+// be kept off internal addresses (Deps.DownloadHosts, checked on each
+// connection, so redirects and DNS answers cannot lead around it; under
+// it encode_workflow's probe goes through a relay on the same client).
+// ffmpeg and ffprobe read the original with the file protocol and the
+// container demuxers of ffmpeg.SourceFormats only, so a playlist or concat
+// list posing as a video cannot make them read other files. Refusals are
+// ValueErrors and leave nothing on disk.
 package tasks

@@ -57,7 +57,7 @@ func (p *Pipeline) renditionsFor(ctx context.Context, rawURL string) ([]Renditio
 	}
 	var video ffmpeg.Stream
 	if src.url != "" {
-		probe, err := ffmpeg.ProbeURL(ctx, src.url)
+		probe, err := p.probeRemote(ctx, src.url)
 		video, _, err = videoOf(src.url, probe, err)
 		if err != nil {
 			return nil, err

@@ -42,6 +42,9 @@ type TaskConfig struct {
 	// DefaultRetryDelay is the countdown of a retry that names none; zero
 	// means Celery's default of 180 s.
 	DefaultRetryDelay time.Duration
+	// RateLimit is how many tasks of this name may start per second on
+	// this worker (Celery's rate_limit; see RateLimit); zero means no limit.
+	RateLimit float64
 }
 
 // TaskOption changes a TaskConfig when a task is registered.
@@ -133,6 +136,28 @@ func (m *ServeMux) lookup(name string) (Handler, TaskConfig, bool) {
 		h = m.middleware[i](h)
 	}
 	return h, e.config, true
+}
+
+// config returns the current config of a registered task.
+func (m *ServeMux) config(name string) (TaskConfig, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.entries[name]
+	return e.config, ok
+}
+
+// configure changes the config of a registered task at run time (the
+// rate_limit and time_limit control commands); it reports false for an
+// unknown name.
+func (m *ServeMux) configure(name string, change func(*TaskConfig)) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[name]
+	if ok {
+		change(&e.config)
+		m.entries[name] = e
+	}
+	return ok
 }
 
 // Has reports whether a task name is registered.

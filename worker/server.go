@@ -39,6 +39,12 @@ type Config struct {
 	// DeliveryInfo.Redeliveries) before it ends as FAILURE instead of
 	// running again; zero means 5, a negative value no limit.
 	MaxRedeliveries int
+	// TaskTimeLimit and TaskSoftTimeLimit are the hard and soft time limits
+	// of every task whose message and registration set none (Celery's
+	// task_time_limit and task_soft_time_limit, --time-limit and
+	// --soft-time-limit); zero means none.
+	TaskTimeLimit     time.Duration
+	TaskSoftTimeLimit time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +86,7 @@ type Server struct {
 	hardStop context.CancelCauseFunc
 
 	clock     protocol.LamportClock
+	rates     rateLimits
 	revoked   *revokedSet
 	observers []Observer
 	created   time.Time
@@ -221,20 +228,10 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 // held (see Reserved and Scheduled) until execute takes it.
 func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
 		unbump := bumpPrefetch(r)
-		select {
-		case <-timer.C:
-			unbump()
-		case <-r.gone: // postponed
-			unbump()
-			s.unhold(r)
-			return
-		case <-ctx.Done():
-			unbump()
-			s.unhold(r)
-			r.requeue(s.log)
+		waited := s.wait(ctx, r, wait)
+		unbump()
+		if !waited {
 			return
 		}
 		// Expiry is checked again before running (revocation in execute).
@@ -244,6 +241,11 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 		}
 		s.hold(r, false)
 	}
+	if cfg, ok := s.mux.config(r.msg.Task); ok {
+		if turn := s.rates.wait(r.msg.Task, cfg.RateLimit, time.Now()); turn > 0 && !s.wait(ctx, r, turn) {
+			return
+		}
+	}
 	select {
 	case work <- r:
 	case <-r.gone: // postponed
@@ -251,6 +253,25 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	case <-ctx.Done():
 		s.unhold(r)
 		r.requeue(s.log)
+	}
+}
+
+// wait holds r for d (its ETA, or its turn under a rate limit). It reports
+// false when r left this worker meanwhile: postponed by the hold timer, or
+// requeued because ctx is done.
+func (s *Server) wait(ctx context.Context, r *request, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-r.gone: // postponed
+		s.unhold(r)
+		return false
+	case <-ctx.Done():
+		s.unhold(r)
+		r.requeue(s.log)
+		return false
 	}
 }
 
@@ -324,6 +345,12 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 	}
 	log := s.log.WithFields(logrus.Fields{"task": msg.Task, "id": msg.ID, "retries": msg.Retries})
 	h, cfg, ok := s.mux.lookup(msg.Task)
+	if cfg.TimeLimit == 0 {
+		cfg.TimeLimit = s.cfg.TaskTimeLimit
+	}
+	if cfg.SoftTimeLimit == 0 {
+		cfg.SoftTimeLimit = s.cfg.TaskSoftTimeLimit
+	}
 	if !ok {
 		// Celery: log, reject without requeue, store NotRegistered.
 		log.Error("received unregistered task; rejecting it (is a worker for it consuming this queue?)")

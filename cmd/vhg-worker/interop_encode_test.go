@@ -72,7 +72,7 @@ func TestInteropPythonClientEncodes(t *testing.T) {
 			r := complete.Result.(map[string]any)
 			master, _ := r["hls"].(string)
 			for _, dim := range []string{"320x180", "640x360"} {
-				probe, err := ffmpeg.Probe(t.Context(), filepath.Join(filepath.Dir(master), dim, "playlist.m3u8"))
+				probe, err := ffmpeg.ProbeFormats(t.Context(), filepath.Join(filepath.Dir(master), dim, "playlist.m3u8"), []string{"hls", "mpegts"})
 				if err != nil {
 					t.Fatalf("probe variant %s: %v", dim, err)
 				}

@@ -379,7 +379,7 @@ func checkMaster(path string, dims []string) error {
 			}
 			i++
 			uri := lines[i]
-			probe, err := ffmpeg.Probe(context.Background(), filepath.Join(filepath.Dir(path), uri))
+			probe, err := ffmpeg.ProbeFormats(context.Background(), filepath.Join(filepath.Dir(path), uri), []string{"hls", "mpegts"})
 			if err != nil {
 				return fmt.Errorf("master %s: variant %s: %w", path, uri, err)
 			}

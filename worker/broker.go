@@ -29,6 +29,10 @@ type DeliveryInfo struct {
 	// Server gives up on a message that keeps coming back (see
 	// Config.MaxRedeliveries).
 	Redeliveries int
+	// DeliveryTag is the broker's number for the delivery on its channel
+	// (AMQP's delivery tag), for log lines about a message that has no
+	// usable task id; zero when the broker has none.
+	DeliveryTag uint64
 }
 
 // Delivery is one received task message. Ack and Reject must be called at

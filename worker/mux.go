@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Handler runs one task. The returned value is stored as the task's result
@@ -95,6 +96,9 @@ func NewServeMux() *ServeMux {
 func (m *ServeMux) Handle(name string, h Handler, opts ...TaskOption) {
 	if name == "" {
 		panic("worker: empty task name")
+	}
+	if !utf8.ValidString(name) {
+		panic(fmt.Sprintf("worker: task name %q is not valid UTF-8", name))
 	}
 	if h == nil {
 		panic(fmt.Sprintf("worker: nil handler for task %q", name))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -162,7 +164,7 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 		go func() {
 			defer wg.Done()
 			for m := range s.msgs {
-				d := c.prepare(ctx, s, m)
+				d := c.prepareSafely(ctx, s, m)
 				if d == nil {
 					continue
 				}
@@ -180,12 +182,43 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 	wg.Wait()
 }
 
+// prepareSafely is prepare under a last net: a panic while preparing one
+// message is logged with its stack and the message rejected without
+// requeue (it would most likely panic the next worker too), instead of
+// stopping the worker.
+func (c *consumer) prepareSafely(ctx context.Context, s stream, m amqp.Delivery) (out *delivery) {
+	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue}
+	defer func() {
+		if p := recover(); p != nil {
+			log := c.b.log.WithFields(logrus.Fields{"delivery_tag": m.DeliveryTag, "queue": s.queue, "panic": fmt.Sprint(p), "stack": string(debug.Stack())})
+			// Settling a tag twice is a channel error: only if not yet.
+			if d.touched.Load() {
+				log.Error("panic while receiving a message, after settling it")
+			} else {
+				log.Error("panic while receiving a message: rejecting it without requeue")
+				if err := d.unsettle(false); err != nil {
+					log.WithError(err).Warn("reject failed")
+				}
+			}
+			out = nil
+		}
+	}()
+	return c.prepare(ctx, s, d)
+}
+
 // prepare turns an AMQP delivery into a worker delivery, or settles it here
 // (nil): guard copies and redelivered messages are handled first.
-func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *delivery {
-	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue, redeliveries: redeliveries(m.Headers)}
-	if name, ok := m.Headers[headerLease].(string); ok && name != "" {
-		return c.b.claimGuard(ctx, d, name)
+func (c *consumer) prepare(ctx context.Context, s stream, d *delivery) *delivery {
+	m := d.d
+	d.redeliveries = redeliveries(m.Headers)
+	if v, ok := m.Headers[headerLease]; ok {
+		if name, _ := v.(string); isLeaseName(name) {
+			return c.b.claimGuard(ctx, d, name)
+		}
+		// Not a lease this adapter named: forged or damaged. The header
+		// is private (dropped from the envelope), so the message is an
+		// ordinary one.
+		c.b.log.WithFields(d.logFields()).Warn("ignoring a lease header this worker did not write")
 	}
 	if !m.Redelivered {
 		return d
@@ -248,6 +281,9 @@ type delivery struct {
 
 	mu    sync.Mutex
 	lease *lease // set once leased: Ack and Reject end the lease
+	// touched is set once the message was acknowledged or rejected on
+	// its channel (see prepareSafely).
+	touched atomic.Bool
 }
 
 var (
@@ -289,7 +325,7 @@ func (d *delivery) Envelope() protocol.Envelope {
 
 func (d *delivery) Info() worker.DeliveryInfo {
 	return worker.DeliveryInfo{Exchange: d.d.Exchange, RoutingKey: d.d.RoutingKey,
-		Redelivered: d.d.Redelivered || d.redeliveries > 0, Redeliveries: d.redeliveries}
+		Redelivered: d.d.Redelivered || d.redeliveries > 0, Redeliveries: d.redeliveries, DeliveryTag: d.d.DeliveryTag}
 }
 
 func (d *delivery) leased() *lease {
@@ -310,11 +346,17 @@ func (d *delivery) Ack() error {
 
 // settle acknowledges the message on its channel, in a batch (see
 // settler).
-func (d *delivery) settle() error { return d.s.ack(d.d.DeliveryTag) }
+func (d *delivery) settle() error {
+	d.touched.Store(true)
+	return d.s.ack(d.d.DeliveryTag)
+}
 
 // unsettle rejects the message on its channel, back to its queue when
 // requeue is set, dead-lettered or dropped otherwise.
-func (d *delivery) unsettle(requeue bool) error { return d.s.reject(d.d.DeliveryTag, requeue) }
+func (d *delivery) unsettle(requeue bool) error {
+	d.touched.Store(true)
+	return d.s.reject(d.d.DeliveryTag, requeue)
+}
 
 func (d *delivery) Reject(requeue bool) error {
 	if l := d.leased(); l != nil {
@@ -414,5 +456,5 @@ func (d *delivery) republish(ctx context.Context, exchange, queue string, extra 
 func (d *delivery) logFields() logrus.Fields {
 	id, _ := d.d.Headers["id"].(string)
 	task, _ := d.d.Headers["task"].(string)
-	return logrus.Fields{"id": id, "task": task, "queue": d.queue}
+	return logrus.Fields{"id": id, "task": task, "queue": d.queue, "delivery_tag": d.d.DeliveryTag}
 }

@@ -59,6 +59,25 @@ const doneMarkerTTL = 24 * time.Hour
 func leaseQueue(name string) string { return "vhg.lease." + name }
 func doneQueue(name string) string  { return "vhg.done." + name }
 
+// isLeaseName reports whether name has the form newLeaseName gives it.
+// A guard copy's lease header comes from a message, so it may be forged:
+// a name of any other form (too long for a queue name, not UTF-8, ...)
+// would make the lease queue's declaration fail, and with it the
+// connection, on every worker the message reaches.
+func isLeaseName(name string) bool {
+	id, suffix, ok := strings.Cut(name, ".")
+	if !ok || len(id) > 64 || len(suffix) != 12 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	_, err := hex.DecodeString(suffix)
+	return err == nil && strings.ToLower(suffix) == suffix
+}
+
 // newLeaseName returns a name for a lease on task id: the id, made safe and
 // short for a queue name, plus a random suffix (a retry of the same id
 // gets a lease of its own).

@@ -30,10 +30,23 @@ type Deps struct {
 	// none are sent. rabbitmq.AMQPBackend satisfies it.
 	Status StatusPublisher
 
+	// FailureQueue is where encode_workflow routes the notify_failure
+	// errbacks of the workflows it starts: a queue only Go workers consume
+	// (FailureQueue(q) for the queue q the steps go to), so that a Python
+	// worker sharing the task queue never receives a task it lacks. Empty
+	// means FailureQueue("celery").
+	FailureQueue string
+
 	// InputRoots are the directories local inputs (plain paths and file://
 	// URLs) may come from; nil means local inputs are refused and only
 	// http(s) URLs are downloaded.
 	InputRoots []string
+
+	// SourceTempDirs are the temporary directories where the original
+	// Python download_file may have left a source
+	// (tempfile.mkdtemp()/<id>), which steps then read as original_file
+	// (see DefaultSourceTempDirs); nil means DefaultSourceTempDirs().
+	SourceTempDirs []string
 
 	// MaxDownloadSize is the largest original download_file fetches over
 	// http(s), in bytes: a larger Content-Length is refused before the
@@ -153,6 +166,12 @@ func (d Deps) withDefaults() Deps {
 	d.OutputDir = filepath.Clean(d.OutputDir)
 	if d.Renditions == nil {
 		d.Renditions = DefaultRenditions()
+	}
+	if d.FailureQueue == "" {
+		d.FailureQueue = FailureQueue("celery")
+	}
+	if d.SourceTempDirs == nil {
+		d.SourceTempDirs = DefaultSourceTempDirs()
 	}
 	if d.MaxDownloadSize == 0 {
 		d.MaxDownloadSize = DefaultMaxDownloadSize

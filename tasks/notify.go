@@ -37,6 +37,11 @@ func (p *Pipeline) Notify(ctx context.Context, t *worker.Task) (any, error) {
 	complete, _ := t.Kwargs()["complete"].(bool)
 	var meta protocol.ResultMeta
 	if complete {
+		// The master is final now; a Python step before may have left it
+		// invalid (see playlist.go).
+		if err := repairMaster(c); err != nil {
+			return nil, fmt.Errorf("tasks: notify: master playlist: %w", err)
+		}
 		meta, err = completeStatus(mainID, c)
 	} else {
 		meta, err = partialStatus(mainID, c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	vhgctx "github.com/vhg/vhg-worker/context"
 	"github.com/vhg/vhg-worker/ffmpeg"
@@ -109,4 +110,31 @@ func isFlowControl(err error) bool {
 	return errors.Is(err, worker.ErrIgnore) ||
 		errors.As(err, new(*worker.RetryError)) ||
 		errors.As(err, new(*worker.RejectError))
+}
+
+// FailureQueue returns the queue that carries the notify_failure errbacks
+// of the workflows whose steps go to queue: "vhg.failures.<queue>". Only Go
+// workers consume it (see WithFailureQueues); it is declared as Celery
+// declares a task queue (durable, bound to a direct exchange of its name),
+// by the Go workers at start and by whoever publishes to it, Python Celery
+// included, so a notice published while no Go worker runs waits there.
+func FailureQueue(queue string) string { return "vhg.failures." + queue }
+
+// WithFailureQueues returns queues followed by the failure queue of each
+// (skipping failure queues already listed): what a Go worker running the
+// pipeline consumes.
+func WithFailureQueues(queues []string) []string {
+	out := append([]string(nil), queues...)
+	listed := map[string]bool{}
+	for _, q := range queues {
+		listed[q] = true
+	}
+	for _, q := range queues {
+		if strings.HasPrefix(q, FailureQueue("")) || listed[FailureQueue(q)] {
+			continue
+		}
+		listed[FailureQueue(q)] = true
+		out = append(out, FailureQueue(q))
+	}
+	return out
 }

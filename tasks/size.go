@@ -20,7 +20,7 @@ func (p *Pipeline) GetVideoSize(ctx context.Context, t *worker.Task) (any, error
 	if err != nil {
 		return nil, err
 	}
-	path, err := originalFile(c)
+	path, err := p.originalFile(c)
 	if err != nil {
 		return nil, fmt.Errorf("tasks: get_video_size: %w", err)
 	}

@@ -124,9 +124,10 @@ func startPipelineWorker(t *testing.T, queue, backendName string, deps tasks.Dep
 		backend = rb
 	}
 	deps.Status = broker.AMQPBackend(0)
+	deps.FailureQueue = tasks.FailureQueue(queue)
 	mux := worker.NewServeMux()
 	pipeline := registerTasks(mux, deps)
-	srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: 2, ShutdownTimeout: 5 * time.Second},
+	srv := worker.NewServer(worker.Config{Queues: tasks.WithFailureQueues([]string{queue}), Concurrency: 2, ShutdownTimeout: 5 * time.Second},
 		broker, backend, mux, log)
 	srv.Observe(pipeline.RevokedStatus(log))
 	ctx, cancel := context.WithCancel(context.Background())

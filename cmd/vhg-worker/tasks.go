@@ -31,6 +31,7 @@ type taskFlags struct {
 	downloadHosts   string
 	connectTimeout  string
 	idleTimeout     string
+	tempDirs        string
 }
 
 // add defines the flags on fs; withInputRoots adds --input-roots (encode
@@ -41,6 +42,8 @@ func (f *taskFlags) add(fs *flag.FlagSet, withInputRoots bool) {
 	fs.StringVar(&f.renditions, "renditions", "", "height:kbps pairs, e.g. 360:800,720:2500 (default 240:400,360:800,480:1200,720:2500,1080:5000)")
 	if withInputRoots {
 		fs.StringVar(&f.inputRoots, "input-roots", "", "comma-separated directories local file inputs may come from; empty refuses local inputs")
+		fs.StringVar(&f.tempDirs, "source-temp-dirs", "",
+			"comma-separated temp dirs where the original Python download_file leaves sources (tmpXXXXXXXX/<id>); empty means Python's: $TMPDIR, $TEMP, $TMP, /tmp, /var/tmp, /usr/tmp")
 	}
 	fs.StringVar(&f.maxDownloadSize, "max-download-size", envOr("VHG_MAX_DOWNLOAD_SIZE", "10GiB"),
 		"largest http(s) original downloaded, e.g. 500MiB, 10GiB or a number of bytes; 0 or \"none\": no limit (env VHG_MAX_DOWNLOAD_SIZE)")
@@ -120,6 +123,12 @@ func (f taskFlags) deps() (tasks.Deps, error) {
 			return tasks.Deps{}, fmt.Errorf("--input-roots: %w", err)
 		}
 		deps.InputRoots = append(deps.InputRoots, abs)
+	}
+	for _, dir := range splitList(f.tempDirs) {
+		if !filepath.IsAbs(dir) {
+			return tasks.Deps{}, fmt.Errorf("--source-temp-dirs: %q is not an absolute path", dir)
+		}
+		deps.SourceTempDirs = append(deps.SourceTempDirs, filepath.Clean(dir))
 	}
 	return deps, nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/tasks"
 	"github.com/vhg/vhg-worker/worker"
 	"github.com/vhg/vhg-worker/worker/metrics"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
@@ -46,6 +47,7 @@ type workerFlags struct {
 	shutdownTimeout    time.Duration
 	consumerTimeout    time.Duration
 	maxRedeliveries    int
+	pythonFailures     bool
 	tasks              taskFlags
 	inert              inertFlags
 }
@@ -92,6 +94,8 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", 30*time.Minute,
 		"RabbitMQ's consumer_timeout (or less): no message is held unacknowledged for more than half of it; longer acks_late tasks are leased (see README)")
 	fs.IntVar(&f.maxRedeliveries, "max-redeliveries", 5, "a message that comes back more often because its worker died ends as FAILURE (negative: no limit)")
+	fs.BoolVar(&f.pythonFailures, "report-python-failures", true,
+		"publish FAILURE for workflows built by the original Python encode_workflow whose step fails on a Python worker (needs its task events: celery worker -E)")
 	f.tasks.add(fs, true)
 	f.inert.add(fs)
 	if err := fs.Parse(celeryArgs(fs, args)); err != nil {
@@ -233,11 +237,15 @@ func runWorker(args []string) int {
 	// The status queue always lives on RabbitMQ, whatever the result
 	// backend: it is what the VHG status consumers read.
 	deps.Status = broker.AMQPBackend(0)
+	// The notify_failure errbacks travel on a queue only Go workers
+	// consume (the original Python workers lack that task).
+	queues := f.consumedQueues() // never empty: parseWorkerFlags checks
+	deps.FailureQueue = tasks.FailureQueue(queues[0])
 	mux := worker.NewServeMux()
 	pipeline := registerTasks(mux, deps)
 
 	srv := worker.NewServer(worker.Config{
-		Queues:             f.consumedQueues(),
+		Queues:             tasks.WithFailureQueues(queues),
 		Concurrency:        f.concurrency,
 		PrefetchMultiplier: f.prefetchMultiplier,
 		NodeName:           node,
@@ -250,6 +258,12 @@ func runWorker(args []string) int {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	srv.Observe(pipeline.RevokedStatus(log))
+	if f.pythonFailures {
+		if err := watchPythonFailures(ctx, pyFailuresConfig{URL: f.broker, Status: deps.Status, Log: log}); err != nil {
+			fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
+			return 1
+		}
+	}
 	operations, err := newOps(srv, broker, opsConfig{
 		taskEvents:        f.taskEvents,
 		withoutHeartbeat:  f.withoutHeartbeat,

@@ -92,7 +92,11 @@ func (r *probeRelay) serve(ctx context.Context, w http.ResponseWriter, req *http
 	defer context.AfterFunc(req.Context(), cancel)()
 	resp, err := r.p.get(ctx, req.Method, r.url, header)
 	if err != nil {
-		r.record(err)
+		// A fetch cancelled because ffprobe hung up (its own timeout, as
+		// idle as ours) is no failure of the source: ffprobe's error tells.
+		if req.Context().Err() == nil {
+			r.record(err)
+		}
 		http.Error(w, "fetch failed", http.StatusBadGateway)
 		return
 	}

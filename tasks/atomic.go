@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+
+	"github.com/vhg/vhg-worker/ffmpeg"
 )
 
 // Every output appears under its final name in one rename, so that a step
@@ -165,6 +168,22 @@ func globEscape(s string) string {
 		b = append(b, s[i])
 	}
 	return string(b)
+}
+
+// ffmpegIntoDir runs the ffmpeg command that argv builds for a temporary
+// directory next to dir, then puts that directory in dir's place: the
+// step's output appears whole or not at all.
+func ffmpegIntoDir(ctx context.Context, dir string, argv func(tmp string) []string) error {
+	tmp, release, err := tempDirSibling(dir)
+	if err != nil {
+		return err
+	}
+	defer release()
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := ffmpeg.Run(ctx, argv(tmp), ffmpeg.RunOptions{}); err != nil {
+		return err
+	}
+	return replaceDir(tmp, dir)
 }
 
 // replaceDir puts the finished directory tmp in place of dir: an existing

@@ -65,22 +65,14 @@ func chunkDash(ctx context.Context, c vhgctx.Context) error {
 	if err != nil {
 		return err
 	}
-	tmp, release, err := tempDirSibling(dir)
-	if err != nil {
-		return err
-	}
-	defer release()
-	defer os.RemoveAll(tmp) // a no-op once renamed
-	argv := ffmpeg.DASHArgs(ffmpeg.DASHOptions{
-		Inputs:         inputs,
-		MPDPath:        filepath.Join(tmp, filepath.Base(mpd)),
-		SegmentSeconds: seg,
-		Audio:          audio,
+	return ffmpegIntoDir(ctx, dir, func(tmp string) []string {
+		return ffmpeg.DASHArgs(ffmpeg.DASHOptions{
+			Inputs:         inputs,
+			MPDPath:        filepath.Join(tmp, filepath.Base(mpd)),
+			SegmentSeconds: seg,
+			Audio:          audio,
+		})
 	})
-	if err := ffmpeg.Run(ctx, argv, ffmpeg.RunOptions{}); err != nil {
-		return err
-	}
-	return replaceDir(tmp, dir)
 }
 
 // renditionFile matches the name of a finished rendition, WxH.mp4;

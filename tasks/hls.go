@@ -50,20 +50,12 @@ func chunkHLS(ctx context.Context, c vhgctx.Context) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	tmp, release, err := tempDirSibling(dir)
-	if err != nil {
-		return err
-	}
-	defer release()
-	defer os.RemoveAll(tmp) // a no-op once renamed
-	argv := ffmpeg.HLSArgs(ffmpeg.HLSOptions{
-		Input:          input,
-		PlaylistPath:   filepath.Join(tmp, filepath.Base(playlist)),
-		SegmentPattern: filepath.Join(tmp, "chunks_name%03d.ts"),
-		SegmentSeconds: seg,
+	return ffmpegIntoDir(ctx, dir, func(tmp string) []string {
+		return ffmpeg.HLSArgs(ffmpeg.HLSOptions{
+			Input:          input,
+			PlaylistPath:   filepath.Join(tmp, filepath.Base(playlist)),
+			SegmentPattern: filepath.Join(tmp, "chunks_name%03d.ts"),
+			SegmentSeconds: seg,
+		})
 	})
-	if err := ffmpeg.Run(ctx, argv, ffmpeg.RunOptions{}); err != nil {
-		return err
-	}
-	return replaceDir(tmp, dir)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/worker"
+	"github.com/vhg/vhg-worker/worker/metrics/metricstest"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
 )
 
@@ -613,32 +614,10 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	return families
 }
 
-// metricValue returns a counter's or gauge's value, or a histogram's
-// sample count, for the series with that task label (none when task is
-// ""); -1 when there is no such series.
+// metricValue is metricstest.Value on a scraped page.
 func metricValue(families map[string]*dto.MetricFamily, name, task string) float64 {
-	f, ok := families[name]
-	if !ok {
-		return -1
-	}
-	for _, m := range f.GetMetric() {
-		label := ""
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "task" {
-				label = l.GetValue()
-			}
-		}
-		if label != task {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		}
+	if f, ok := families[name]; ok {
+		return metricstest.Value([]*dto.MetricFamily{f}, name, task)
 	}
 	return -1
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/worker"
 	"github.com/vhg/vhg-worker/worker/metrics"
+	"github.com/vhg/vhg-worker/worker/metrics/metricstest"
 )
 
 type fixedStats worker.Stats
@@ -30,31 +31,7 @@ func value(t *testing.T, reg *prometheus.Registry, name, task string) float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			label := ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "task" {
-					label = l.GetValue()
-				}
-			}
-			if label != task {
-				continue
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue()
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return -1
+	return metricstest.Value(families, name, task)
 }
 
 func TestCollectorCounts(t *testing.T) {

@@ -218,6 +218,8 @@ var controlCommands = map[string]controlCommand{
 	"rate_limit":     (*Control).rateLimit,
 	"time_limit":     (*Control).timeLimit,
 	"autoscale":      (*Control).autoscale,
+	"pool_grow":      (*Control).poolGrow,
+	"pool_shrink":    (*Control).poolShrink,
 }
 
 // errNoReply is returned by commands that answer nothing, as Celery's

@@ -84,6 +84,47 @@ func seconds(v any) (time.Duration, error) {
 	}
 }
 
+// poolGrow adds n (default 1) to the pool's size (celery control
+// pool_grow N). The prefetch count stays what it was at start: RabbitMQ
+// applies a per-consumer prefetch only to consumers started after it.
+func (c *Control) poolGrow(args map[string]any) (any, error) {
+	return c.resizePool(args, 1, "pool will grow")
+}
+
+// poolShrink takes n (default 1) from the pool's size as its goroutines
+// become free (celery control pool_shrink N); at least one stays.
+func (c *Control) poolShrink(args map[string]any) (any, error) {
+	return c.resizePool(args, -1, "pool will shrink")
+}
+
+func (c *Control) resizePool(args map[string]any, sign int, reply string) (any, error) {
+	n := int64(1)
+	switch v := args["n"].(type) {
+	case nil:
+	case int64:
+		n = v
+	case float64:
+		n = int64(v)
+	default:
+		return nil, &controlError{"TypeError", fmt.Sprintf("n is a %T, not a number", v)}
+	}
+	p := c.srv.pool.Load()
+	if p == nil {
+		return nil, &controlError{"RuntimeError", "the worker is not running"}
+	}
+	var err error
+	if sign > 0 {
+		err = p.grow(int(n))
+	} else {
+		err = p.shrink(int(n))
+	}
+	if err != nil {
+		return nil, &controlError{"ValueError", err.Error()}
+	}
+	c.log.WithField("concurrency", p.len()).Info(reply)
+	return okReply(reply), nil
+}
+
 // autoscale answers as a Celery worker started without --autoscale: this
 // worker's pool size is fixed by its concurrency.
 func (c *Control) autoscale(map[string]any) (any, error) {

@@ -166,6 +166,15 @@ type Stats struct {
 	Prefetch    int
 }
 
+// concurrency is the pool's size: the configured one until pool_grow or
+// pool_shrink changes it.
+func (s *Server) concurrency() int {
+	if p := s.pool.Load(); p != nil {
+		return p.len()
+	}
+	return s.cfg.Concurrency
+}
+
 // Stats returns the worker's counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -178,7 +187,7 @@ func (s *Server) Stats() Stats {
 		Total: total, Processed: s.processed,
 		Active: len(s.running), Held: len(s.held),
 		Uptime:      time.Since(s.created),
-		Concurrency: s.cfg.Concurrency,
+		Concurrency: s.concurrency(),
 		Prefetch:    s.cfg.Concurrency * s.cfg.PrefetchMultiplier,
 	}
 }

@@ -120,3 +120,67 @@ func TestControlLimits(t *testing.T) {
 	defer mu.Unlock()
 	checkTurns(t, sent, starts, 50*time.Millisecond)
 }
+
+// TestControlPoolResize grows and shrinks the pool at run time: the size
+// shows in stats, and the pool runs that many tasks at once.
+func TestControlPoolResize(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var running, most int
+	release := make(chan struct{})
+	mux := worker.NewServeMux()
+	mux.HandleFunc("proj.block", func(_ context.Context, task *worker.Task) (any, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		wait := release
+		mu.Unlock()
+		<-wait
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil, nil
+	})
+	w := startWorker(t, mux, worker.Config{NodeName: "w1@host", Concurrency: 1, PrefetchMultiplier: 8})
+	waitUntil(t, "the worker consuming", w.server.Consuming)
+	c := worker.NewControl(w.server, worker.ControlConfig{})
+	// runBatch runs three blocking tasks and returns how many ran at once.
+	runBatch := func() int {
+		mu.Lock()
+		most, release = 0, make(chan struct{})
+		mu.Unlock()
+		var ids []string
+		for range 3 {
+			ids = append(ids, w.send(t, newMsg("proj.block")))
+		}
+		want := min(3, w.server.Stats().Concurrency)
+		waitUntil(t, "the pool full", func() bool { mu.Lock(); defer mu.Unlock(); return running == want })
+		time.Sleep(100 * time.Millisecond) // room for one too many to start
+		mu.Lock()
+		close(release)
+		mu.Unlock()
+		for _, id := range ids {
+			w.result(t, id)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return most
+	}
+
+	wantResult(t, "pool_grow", handle(t, c, "pool_grow", map[string]any{"n": int64(2)}), `{"ok": "pool will grow"}`)
+	if got := w.server.Stats().Concurrency; got != 3 {
+		t.Errorf("concurrency after pool_grow 2 = %d, want 3", got)
+	}
+	if got := runBatch(); got != 3 {
+		t.Errorf("%d tasks ran at once with a pool of 3", got)
+	}
+	wantResult(t, "pool_shrink", handle(t, c, "pool_shrink", nil), `{"ok": "pool will shrink"}`)
+	wantResult(t, "pool_shrink below one", handle(t, c, "pool_shrink", map[string]any{"n": int64(5)}),
+		`{"error": "ValueError(\"can't shrink the pool below one\")"}`)
+	if got := w.server.Stats().Concurrency; got != 2 {
+		t.Errorf("concurrency after pool_shrink = %d, want 2", got)
+	}
+	if got := runBatch(); got != 2 {
+		t.Errorf("%d tasks ran at once with a pool of 2", got)
+	}
+}

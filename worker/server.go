@@ -93,6 +93,7 @@ type Server struct {
 	observers []Observer
 	created   time.Time
 	consuming atomic.Bool
+	pool      atomic.Pointer[pool] // while Run runs
 
 	// ackLost holds the messages (id and retries) settled here whose
 	// acknowledgement was lost with the broker connection: when one comes
@@ -156,24 +157,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("worker: consume %v: %w", s.cfg.Queues, err)
 	}
+	work := make(chan *request)
+	pool := newPool(work, s.executeSafely, s.cfg.Concurrency)
+	s.pool.Store(pool)
 	s.consuming.Store(true)
 	s.log.WithFields(logrus.Fields{
 		"node": s.cfg.NodeName, "queues": s.cfg.Queues,
 		"concurrency": s.cfg.Concurrency, "prefetch": prefetch,
 		"tasks": len(s.mux.Names()),
 	}).Info("worker ready")
-
-	work := make(chan *request)
-	var pool sync.WaitGroup
-	for range s.cfg.Concurrency {
-		pool.Add(1)
-		go func() {
-			defer pool.Done()
-			for r := range work {
-				s.executeSafely(r)
-			}
-		}()
-	}
 
 	var held sync.WaitGroup // messages waiting for their ETA or a free slot
 	consumeErr := s.consume(ctx, deliveries, work, &held)
@@ -183,7 +175,7 @@ func (s *Server) Run(ctx context.Context) error {
 	close(work)
 
 	drained := make(chan struct{})
-	go func() { pool.Wait(); close(drained) }()
+	go func() { pool.wait(); close(drained) }()
 	select {
 	case <-drained:
 	case <-s.hardCtx.Done():

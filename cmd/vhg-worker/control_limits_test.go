@@ -36,6 +36,8 @@ func TestOpsControlLimitsMatchPython(t *testing.T) {
 		{"time_limit", "interop.sleep", "30"},
 		{"time_limit", "no.such.task", "1", "2"},
 		{"autoscale", "4", "2"},
+		{"pool_grow", "1"},
+		{"pool_shrink", "1"},
 	} {
 		replies := controlReplies(t, w.queue, args, w.node, pyNode)
 		if !reflect.DeepEqual(replies[w.node], replies[pyNode]) {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -19,9 +20,13 @@ import (
 //     Still waiting at MaxHold (for its ETA or a free slot), it is
 //     postponed; running an acks_late task, it is leased. An ETA further
 //     away than MaxHold is postponed on arrival.
-//   - Messages held for their ETA raise the consumer's prefetch count by
-//     one each while they wait (PrefetchAdjuster), as Celery's
-//     qos.increment_eventually does, so they cannot starve the worker.
+//   - A message whose ETA is a second or more away is given back to the
+//     broker on arrival when it can keep it until then (DelayingDelivery:
+//     RabbitMQ's native delayed delivery), so that it never holds a
+//     prefetch slot: consumers have a fixed per-consumer prefetch count
+//     (RabbitMQ 4 and quorum queues have no channel-wide one to raise, as
+//     Celery's qos.increment_eventually did), and messages waiting for
+//     their ETA would otherwise keep the worker from taking other work.
 //   - A delivery whose connection is lost (StaleDelivery) is dropped
 //     instead of started: the broker redelivers it.
 //   - A message that comes back after a lost connection while its task is
@@ -80,11 +85,27 @@ func (s *Server) holdLimit(r *request, ld LeasingDelivery) {
 	r.leased = true
 }
 
-// postponeFar gives a message whose ETA is further than MaxHold back to the
-// broker at once, instead of holding it. It reports whether it did.
-func (s *Server) postponeFar(ctx context.Context, r *request) bool {
+// delayETA gives a message with an ETA back to the broker on arrival,
+// instead of holding it: through native delayed delivery when the broker
+// has it, else through Postpone when the ETA is further than MaxHold. It
+// reports whether it did.
+func (s *Server) delayETA(ctx context.Context, r *request) bool {
+	if r.msg.ETA.IsZero() || !time.Now().Before(r.msg.ETA) {
+		return false
+	}
+	if dd, ok := r.current().(DelayingDelivery); ok {
+		err := dd.Delay(ctx, r.msg.ETA)
+		if err == nil {
+			r.acked.Store(true)
+			r.log.WithField("eta", r.msg.ETA).Debug("ETA ahead: given to the broker's delayed delivery until then")
+			return true
+		}
+		if !errors.Is(err, ErrCannotDelay) {
+			r.log.WithError(err).Warn("delaying a message until its ETA failed; holding it instead")
+		}
+	}
 	ld, ok := r.current().(LeasingDelivery)
-	if !ok || r.msg.ETA.IsZero() || time.Until(r.msg.ETA) <= ld.MaxHold() {
+	if !ok || time.Until(r.msg.ETA) <= ld.MaxHold() {
 		return false
 	}
 	if err := ld.Postpone(ctx, r.msg.ETA); err != nil {
@@ -118,17 +139,6 @@ func (r *request) settled() {
 	if r.holdTimer != nil {
 		r.holdTimer.Stop()
 	}
-}
-
-// bumpPrefetch raises the prefetch count while r waits for its ETA; the
-// returned function lowers it again.
-func bumpPrefetch(r *request) func() {
-	pa, ok := r.current().(PrefetchAdjuster)
-	if !ok {
-		return func() {}
-	}
-	pa.AdjustPrefetch(1)
-	return func() { pa.AdjustPrefetch(-1) }
 }
 
 // tooManyRedeliveries settles a message that keeps coming back because the

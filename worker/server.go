@@ -223,16 +223,12 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
-		unbump := bumpPrefetch(r)
 		select {
 		case <-timer.C:
-			unbump()
 		case <-r.gone: // postponed
-			unbump()
 			s.unhold(r)
 			return
 		case <-ctx.Done():
-			unbump()
 			s.unhold(r)
 			r.requeue(s.log)
 			return
@@ -337,7 +333,7 @@ func (s *Server) receive(ctx context.Context, d Delivery) *request {
 		return nil
 	}
 	r := &request{delivery: d, env: env, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{}), ackLost: s.ackLost}
-	if s.adopt(r) || s.settledBefore(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
+	if s.adopt(r) || s.settledBefore(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.delayETA(ctx, r) {
 		return nil
 	}
 	log.WithField("eta", msg.ETA).Debug("task received")

@@ -54,6 +54,24 @@ type Config struct {
 	// OnReconnect is called once the connection is back and consuming can
 	// resume; nil means nothing is called.
 	OnReconnect func()
+	// QueueType is the type of the task queues declared: QueueClassic or
+	// QueueQuorum (Celery's task_default_queue_type); empty means classic.
+	// It must match what the deployment declared: RabbitMQ refuses to
+	// consume a queue declared with another type.
+	QueueType string
+	// ExchangeType is the type of the exchange named after each task
+	// queue: ExchangeDirect or ExchangeTopic (Celery's
+	// task_default_exchange_type); empty means direct.
+	ExchangeType string
+	// DelayedDeliveryQueueType is the type of the native delayed delivery
+	// queues celery_delayed_* (Celery's
+	// broker_native_delayed_delivery_queue_type); empty means quorum,
+	// Celery's default. They are shared by every worker of the broker.
+	DelayedDeliveryQueueType string
+	// NoNativeDelay turns native delayed delivery off: the topology is not
+	// declared, and a message waiting for its ETA stays in the worker,
+	// taking a prefetch slot until then. False means it is on.
+	NoNativeDelay bool
 	// Log receives adapter events; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -102,6 +120,11 @@ type Broker struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]*lease // by name
+
+	delayMu  sync.Mutex
+	delayGen uint64 // the connection the delayed delivery topology was declared on
+	delayOK  bool   // it was declared: messages can be delayed natively
+	delayErr bool   // declaring it failed on delayGen
 }
 
 var _ worker.Broker = (*Broker)(nil)
@@ -126,6 +149,27 @@ func Dial(cfg Config) (*Broker, error) {
 	}
 	if cfg.ReconnectWait <= 0 {
 		cfg.ReconnectWait = 5 * time.Minute
+	}
+	switch cfg.QueueType {
+	case "":
+		cfg.QueueType = QueueClassic
+	case QueueClassic, QueueQuorum:
+	default:
+		return nil, fmt.Errorf("rabbitmq: queue type %q: want %s or %s", cfg.QueueType, QueueClassic, QueueQuorum)
+	}
+	switch cfg.ExchangeType {
+	case "":
+		cfg.ExchangeType = ExchangeDirect
+	case ExchangeDirect, ExchangeTopic:
+	default:
+		return nil, fmt.Errorf("rabbitmq: exchange type %q: want %s or %s", cfg.ExchangeType, ExchangeDirect, ExchangeTopic)
+	}
+	switch cfg.DelayedDeliveryQueueType {
+	case "":
+		cfg.DelayedDeliveryQueueType = QueueQuorum
+	case QueueClassic, QueueQuorum:
+	default:
+		return nil, fmt.Errorf("rabbitmq: delayed delivery queue type %q: want %s or %s", cfg.DelayedDeliveryQueueType, QueueClassic, QueueQuorum)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -386,38 +430,86 @@ func (b *Broker) Info() map[string]any {
 	return info
 }
 
-// declareTaskQueue declares a queue as Celery does by default: a durable
-// queue bound to a durable direct exchange of the same name with the queue
-// name as routing key.
-func declareTaskQueue(ch *amqp.Channel, name string) error {
-	if err := ch.ExchangeDeclare(name, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: declare exchange %q: %w", name, err)
-	}
-	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: declare queue %q: %w", name, err)
-	}
-	if err := ch.QueueBind(name, name, name, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: bind queue %q: %w", name, err)
-	}
-	return nil
-}
-
 // Publish implements worker.Broker. A message routed through the default
 // exchange declares its queue first (once per connection), as a Celery
-// client does, so that it is never dropped for want of a queue. It waits
-// for the broker's confirm; when the connection is lost meanwhile it
-// publishes again on the next one (at least once).
+// client does, so that it is never dropped for want of a queue. Such a
+// message with an ETA a second or more away goes through native delayed
+// delivery (see topology.go), as a Celery 5.5+ client sends a countdown:
+// the broker keeps it until then, and any worker, Go or Python, takes it.
+// It waits for the broker's confirm; when the connection is lost meanwhile
+// it publishes again on the next one (at least once).
 func (b *Broker) Publish(ctx context.Context, to worker.Route, env protocol.Envelope) error {
 	msg := publishing(env)
+	exchange, key := to.Exchange, to.RoutingKey
+	delayed := false
+	if exchange == "" && key != "" {
+		delayed = b.delayedDelivery(ctx)
+		if eta := headerETA(env.Headers); delayed && !eta.IsZero() {
+			if k, ok := DelayRoutingKey(time.Until(eta), key); ok {
+				exchange, key = DelayedEntry, k
+			}
+		}
+	}
 	return b.withPublisher(ctx, func(p *publisher) error {
 		if to.Exchange == "" && to.RoutingKey != "" && !p.declared[to.RoutingKey] {
-			if err := declareTaskQueue(p.ch, to.RoutingKey); err != nil {
+			if err := b.declareTaskQueue(p.ch, to.RoutingKey, delayed); err != nil {
 				return err
 			}
 			p.declared[to.RoutingKey] = true
 		}
-		return p.publish(ctx, to.Exchange, to.RoutingKey, msg)
+		return p.publish(ctx, exchange, key, msg)
 	})
+}
+
+// headerETA is the eta header of a protocol 2 message; zero when absent or
+// unreadable.
+func headerETA(h map[string]any) time.Time {
+	s, ok := h["eta"].(string)
+	if !ok || s == "" {
+		return time.Time{}
+	}
+	eta, err := protocol.ParseISOTime(s)
+	if err != nil {
+		return time.Time{}
+	}
+	return eta
+}
+
+// delayedDelivery reports whether native delayed delivery is usable on
+// the current connection, declaring its topology there first (once per
+// connection, on a channel of its own: a refused declaration closes it).
+// When the declaration is refused (the deployment declared the levels
+// otherwise), it is logged once per connection and messages wait in the
+// worker instead.
+func (b *Broker) delayedDelivery(ctx context.Context) bool {
+	if b.cfg.NoNativeDelay {
+		return false
+	}
+	conn, gen, err := b.connection(ctx)
+	if err != nil {
+		return false
+	}
+	b.delayMu.Lock()
+	defer b.delayMu.Unlock()
+	if b.delayGen == gen && (b.delayOK || b.delayErr) {
+		return b.delayOK
+	}
+	b.delayGen, b.delayOK, b.delayErr = gen, false, false
+	ch, err := conn.Channel()
+	if err == nil {
+		err = b.declareDelayedDelivery(ch)
+		ch.Close()
+	}
+	if err != nil {
+		if !lostDuring(conn, err) {
+			b.delayErr = true
+			b.log.WithError(err).Warn("declaring the native delayed delivery exchanges and queues failed: " +
+				"messages with an ETA wait in the worker, each holding a prefetch slot until then")
+		}
+		return false
+	}
+	b.delayOK = true
+	return true
 }
 
 // publisher is the confirm channel of one connection, lent to one caller
@@ -573,14 +665,18 @@ type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// DeleteQueue deletes a task queue and its guard queue (tests and
-// benchmarks clean up with it).
+// DeleteQueue deletes a task queue, its exchange and its guard queue
+// (tests and benchmarks clean up with it). The shared delayed delivery
+// topology stays.
 func (b *Broker) DeleteQueue(name string) error {
 	return b.withPublisher(context.Background(), func(p *publisher) error {
 		for _, q := range []string{name, GuardQueue(name)} {
 			if _, err := p.ch.QueueDelete(q, false, false, false); err != nil {
 				return fmt.Errorf("rabbitmq: delete queue %q: %w", q, err)
 			}
+		}
+		if err := p.ch.ExchangeDelete(name, false, false); err != nil {
+			return fmt.Errorf("rabbitmq: delete exchange %q: %w", name, err)
 		}
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,13 @@ const (
 	headerRedeliveries = "x-vhg-redeliveries"
 	// headerLease names the lease a guard copy belongs to (see lease.go).
 	headerLease = "x-vhg-lease"
+	// headerRequeued marks a copy published back to a quorum queue in
+	// place of a requeue (see delivery.Reject): it is delivered as
+	// redelivered, as a requeued message is.
+	headerRequeued = "x-vhg-requeued"
+	// headerDeliveryCount is the count a quorum queue keeps of a message's
+	// returns (RabbitMQ 3.10+; absent on a first delivery).
+	headerDeliveryCount = "x-delivery-count"
 )
 
 // ErrStale is returned when acknowledging a delivery whose connection is
@@ -36,9 +44,8 @@ type consumer struct {
 	prefetch int
 	out      chan worker.Delivery
 
-	mu    sync.Mutex
-	extra int           // prefetch added for messages held for their ETA
-	ch    *amqp.Channel // the current channel
+	mu sync.Mutex
+	ch *amqp.Channel // the current channel
 }
 
 // stream is one queue's deliveries on one channel.
@@ -49,17 +56,21 @@ type stream struct {
 	settler *settler // of the channel
 }
 
-// Consume implements worker.Broker: one channel with QoS prefetch (global,
-// as Celery sets it on classic queues) consuming every queue. When the
-// connection is lost it subscribes again on the next one, with the queues
-// re-declared and the prefetch re-applied; the delivery channel stays open
-// until ctx is done or the broker is closed.
+// Consume implements worker.Broker: one channel consuming every queue, each
+// consumer with its own prefetch count (per-consumer QoS, global=false:
+// RabbitMQ refuses channel-wide QoS on quorum queues and RabbitMQ 4 drops
+// it). Nothing here ever changes the prefetch count: a message waiting for
+// its ETA is given back to the broker through native delayed delivery
+// (Delivery.Delay) instead of holding a slot. When the connection is lost
+// it subscribes again on the next one, with the queues re-declared; the
+// delivery channel stays open until ctx is done or the broker is closed.
 //
 // Before a message reaches the worker, two kinds are settled here: a guard
 // copy (see Delivery.Lease) whose task is still running elsewhere or is
-// done, and a redelivered message, which is published again with its
-// redelivery count (DeliveryInfo.Redeliveries) and acknowledged, so that
-// the count survives the worker dying while it runs.
+// done, and, on a classic queue, a redelivered message, which is published
+// again with its redelivery count (DeliveryInfo.Redeliveries) and
+// acknowledged, so that the count survives the worker dying while it runs.
+// A quorum queue counts returns itself (x-delivery-count).
 func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan worker.Delivery, error) {
 	c := &consumer{b: b, ctx: ctx, queues: queues, prefetch: prefetch, out: make(chan worker.Delivery)}
 	conn, gen, err := b.connection(ctx)
@@ -74,29 +85,30 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	return c.out, nil
 }
 
-// subscribe opens a channel on conn, declares the queues, applies the
-// prefetch count and starts consuming.
+// subscribe opens a channel on conn, declares the queues (and the native
+// delayed delivery topology), applies the prefetch count per consumer and
+// starts consuming.
 func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uint64) ([]stream, error) {
+	delayed := c.b.delayedDelivery(ctx)
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
 	}
 	for _, q := range c.queues {
-		if err := declareTaskQueue(ch, q); err != nil {
+		if err := c.b.declareTaskQueue(ch, q, delayed); err != nil {
 			ch.Close()
 			return nil, err
 		}
+		// Classic, whatever the task queues are: see topology.go.
 		if _, err := ch.QueueDeclare(GuardQueue(q), true, false, false, false, nil); err != nil {
 			ch.Close()
 			return nil, fmt.Errorf("rabbitmq: declare queue %q: %w", GuardQueue(q), err)
 		}
 	}
-	c.mu.Lock()
-	prefetch := c.prefetch + c.extra
-	c.mu.Unlock()
-	if err := ch.Qos(prefetch, 0, true); err != nil {
+	// global=false: the count applies to each consumer started after it.
+	if err := ch.Qos(c.prefetch, 0, false); err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: qos %d: %w", prefetch, err)
+		return nil, fmt.Errorf("rabbitmq: qos %d: %w", c.prefetch, err)
 	}
 	settler := newSettler(ch, c.prefetch, c.b.log)
 	var streams []stream
@@ -183,9 +195,16 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 // prepare turns an AMQP delivery into a worker delivery, or settles it here
 // (nil): guard copies and redelivered messages are handled first.
 func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *delivery {
-	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue, redeliveries: redeliveries(m.Headers)}
+	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue, redeliveries: intHeader(m.Headers, headerRedeliveries)}
 	if name, ok := m.Headers[headerLease].(string); ok && name != "" {
 		return c.b.claimGuard(ctx, d, name)
+	}
+	if c.b.cfg.QueueType == QueueQuorum {
+		// The broker counts the returns of this copy; the header carries
+		// those of the copies before it (see delivery.Reject).
+		d.redeliveries += intHeader(m.Headers, headerDeliveryCount)
+		d.requeued, _ = m.Headers[headerRequeued].(bool)
+		return d
 	}
 	if !m.Redelivered {
 		return d
@@ -203,30 +222,13 @@ func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *deli
 	return nil
 }
 
-// adjust changes the prefetch count by delta and applies it at once.
-func (c *consumer) adjust(delta int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.extra += delta
-	if c.extra < 0 {
-		c.extra = 0
-	}
-	if c.ch == nil || c.ch.IsClosed() {
-		return // applied by the next subscribe
-	}
-	if c.ctx.Err() != nil {
-		// Consuming stops: nothing more is delivered, and basic.qos would
-		// race with the basic.cancel on the same channel (amqp091 pairs a
-		// reply with whichever call waits).
-		return
-	}
-	if err := c.ch.Qos(c.prefetch+c.extra, 0, true); err != nil {
-		c.b.log.WithError(err).Warn("changing the prefetch count failed")
-	}
-}
-
-func redeliveries(h amqp.Table) int {
-	switch n := h[headerRedeliveries].(type) {
+// intHeader reads an integer header; zero when absent.
+func intHeader(h amqp.Table, key string) int {
+	switch n := h[key].(type) {
+	case int8:
+		return int(n)
+	case int16:
+		return int(n)
 	case int32:
 		return int(n)
 	case int64:
@@ -245,6 +247,7 @@ type delivery struct {
 	gen          uint64   // the connection it came on
 	queue        string   // the queue it came from
 	redeliveries int
+	requeued     bool // a copy published back in place of a requeue
 
 	mu    sync.Mutex
 	lease *lease // set once leased: Ack and Reject end the lease
@@ -253,14 +256,14 @@ type delivery struct {
 var (
 	_ worker.LeasingDelivery  = (*delivery)(nil)
 	_ worker.StaleDelivery    = (*delivery)(nil)
-	_ worker.PrefetchAdjuster = (*delivery)(nil)
+	_ worker.DelayingDelivery = (*delivery)(nil)
 )
 
 // private reports the headers this adapter or RabbitMQ's dead-lettering
 // adds, which the worker never sees.
 func private(key string) bool {
 	switch key {
-	case headerRedeliveries, headerLease, "x-death", "x-first-death-exchange", "x-first-death-queue",
+	case headerRedeliveries, headerLease, headerDeliveryCount, headerRequeued, "x-death", "x-first-death-exchange", "x-first-death-queue",
 		"x-first-death-reason", "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason":
 		return true
 	}
@@ -287,9 +290,17 @@ func (d *delivery) Envelope() protocol.Envelope {
 	}
 }
 
+// Info implements worker.Delivery. A message that came through native
+// delayed delivery reports the queue it is on, through the default
+// exchange, as its route (its routing key is the delay's, which would
+// send a retry straight back to the queue without its delay).
 func (d *delivery) Info() worker.DeliveryInfo {
-	return worker.DeliveryInfo{Exchange: d.d.Exchange, RoutingKey: d.d.RoutingKey,
-		Redelivered: d.d.Redelivered || d.redeliveries > 0, Redeliveries: d.redeliveries}
+	exchange, key := d.d.Exchange, d.d.RoutingKey
+	if exchange == DelayedDeliveryExchange || strings.HasPrefix(exchange, "celery_delayed_") {
+		exchange, key = "", d.queue
+	}
+	return worker.DeliveryInfo{Exchange: exchange, RoutingKey: key,
+		Redelivered: d.d.Redelivered || d.redeliveries > 0 || d.requeued, Redeliveries: d.redeliveries}
 }
 
 func (d *delivery) leased() *lease {
@@ -316,12 +327,27 @@ func (d *delivery) settle() error { return d.s.ack(d.d.DeliveryTag) }
 // requeue is set, dead-lettered or dropped otherwise.
 func (d *delivery) unsettle(requeue bool) error { return d.s.reject(d.d.DeliveryTag, requeue) }
 
+// Reject implements worker.Delivery. On a quorum queue a requeue is a
+// copy published back to the queue (carrying the returns counted so far)
+// and an ack of this delivery: a basic.reject with requeue would count as
+// a failed delivery (x-delivery-count, and the queue's x-delivery-limit),
+// and the worker giving a message back on shutdown, or a task asking to
+// be requeued, did not fail it. The copy goes to the back of the queue.
 func (d *delivery) Reject(requeue bool) error {
 	if l := d.leased(); l != nil {
 		return l.release(requeue)
 	}
 	if d.Stale() {
 		return ErrStale
+	}
+	if requeue && d.c.b.cfg.QueueType == QueueQuorum {
+		ctx, cancel := context.WithTimeout(context.Background(), d.c.b.cfg.ReconnectWait)
+		defer cancel()
+		if err := d.republish(ctx, "", d.queue, amqp.Table{headerRequeued: true}); err != nil {
+			d.c.b.log.WithError(err).WithFields(d.logFields()).Warn("requeue by copy failed; rejecting with requeue (the broker counts it as a failed delivery)")
+			return d.unsettle(true)
+		}
+		return d.settle()
 	}
 	return d.unsettle(requeue)
 }
@@ -335,19 +361,36 @@ func (d *delivery) Stale() bool {
 	return d.c.b.generation() != d.gen
 }
 
-// AdjustPrefetch implements worker.PrefetchAdjuster.
-func (d *delivery) AdjustPrefetch(delta int) { d.c.adjust(delta) }
+// Delay implements worker.DelayingDelivery: the message is published
+// again through native delayed delivery, to come back to its queue at eta
+// (cut to whole seconds, so up to a second early), then this delivery is
+// acknowledged. worker.ErrCannotDelay when eta is less than a second away
+// or the delayed delivery topology is not there.
+func (d *delivery) Delay(ctx context.Context, eta time.Time) error {
+	if d.Stale() {
+		return ErrStale
+	}
+	key, ok := DelayRoutingKey(time.Until(eta), d.queue)
+	if !ok || !d.c.b.delayedDelivery(ctx) {
+		return worker.ErrCannotDelay
+	}
+	if err := d.republish(ctx, DelayedEntry, key, nil); err != nil {
+		return err
+	}
+	return d.settle()
+}
 
 // MaxHold implements worker.LeasingDelivery: half the consumer timeout.
 func (d *delivery) MaxHold() time.Duration { return d.c.b.cfg.ConsumerTimeout / 2 }
 
-// Postpone implements worker.LeasingDelivery: a message whose ETA is more
-// than MaxHold away goes through the delay queue (back after MaxHold),
-// any other goes straight back to its queue; then this delivery is
-// acknowledged.
+// Postpone implements worker.LeasingDelivery: a message whose ETA is a
+// second or more away goes through native delayed delivery when it is
+// there (back at its ETA); otherwise one more than MaxHold away goes
+// through the delay queue (back after MaxHold), any other goes straight
+// back to its queue; then this delivery is acknowledged.
 func (d *delivery) Postpone(ctx context.Context, eta time.Time) error {
-	if d.Stale() {
-		return ErrStale
+	if err := d.Delay(ctx, eta); !errors.Is(err, worker.ErrCannotDelay) {
+		return err
 	}
 	exchange := ""
 	if time.Until(eta) > d.MaxHold() {
@@ -396,12 +439,13 @@ func (d *delivery) copy(extra amqp.Table) amqp.Publishing {
 }
 
 // republish publishes a copy of the message with confirm: through
-// exchange "" straight to queue, or through the delay exchange.
+// exchange "" straight to queue, through the delay exchange, or through
+// native delayed delivery (queue is then the delay's routing key).
 func (d *delivery) republish(ctx context.Context, exchange, queue string, extra amqp.Table) error {
 	msg := d.copy(extra)
 	b := d.c.b
 	return b.withPublisher(ctx, func(p *publisher) error {
-		if exchange != "" {
+		if exchange == b.delayExchange() {
 			if err := b.declareDelay(p); err != nil {
 				return err
 			}

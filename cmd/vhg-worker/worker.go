@@ -35,6 +35,9 @@ type workerFlags struct {
 	shutdownTimeout    time.Duration
 	consumerTimeout    time.Duration
 	maxRedeliveries    int
+	queueType          string
+	exchangeType       string
+	delayedQueueType   string
 	tasks              taskFlags
 }
 
@@ -61,12 +64,27 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", 30*time.Minute,
 		"RabbitMQ's consumer_timeout (or less): no message is held unacknowledged for more than half of it; longer acks_late tasks are leased (see README)")
 	fs.IntVar(&f.maxRedeliveries, "max-redeliveries", 5, "a message that comes back more often because its worker died ends as FAILURE (negative: no limit)")
+	fs.StringVar(&f.queueType, "queue-type", envOr("CELERY_TASK_DEFAULT_QUEUE_TYPE", rabbitmq.QueueClassic),
+		"type of the task queues: classic or quorum, as Celery's task_default_queue_type (env CELERY_TASK_DEFAULT_QUEUE_TYPE)")
+	fs.StringVar(&f.exchangeType, "exchange-type", envOr("CELERY_TASK_DEFAULT_EXCHANGE_TYPE", rabbitmq.ExchangeDirect),
+		"type of the exchange named after each task queue: direct or topic, as Celery's task_default_exchange_type (env CELERY_TASK_DEFAULT_EXCHANGE_TYPE)")
+	fs.StringVar(&f.delayedQueueType, "delayed-delivery-queue-type", envOr("CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE", rabbitmq.QueueQuorum),
+		"type of the shared native delayed delivery queues celery_delayed_*: quorum or classic, as Celery's broker_native_delayed_delivery_queue_type (env CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE)")
 	f.tasks.add(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	for _, c := range []struct{ flag, value, a, b string }{
+		{"--queue-type", f.queueType, rabbitmq.QueueClassic, rabbitmq.QueueQuorum},
+		{"--exchange-type", f.exchangeType, rabbitmq.ExchangeDirect, rabbitmq.ExchangeTopic},
+		{"--delayed-delivery-queue-type", f.delayedQueueType, rabbitmq.QueueClassic, rabbitmq.QueueQuorum},
+	} {
+		if c.value != c.a && c.value != c.b {
+			return f, fmt.Errorf("%s %q: want %s or %s", c.flag, c.value, c.a, c.b)
+		}
 	}
 	return f, nil
 }
@@ -124,6 +142,7 @@ func runWorker(args []string) int {
 	var collector atomic.Pointer[metrics.Collector]
 	broker, err := rabbitmq.Dial(rabbitmq.Config{
 		URL: f.broker, Log: log, ConsumerTimeout: f.consumerTimeout,
+		QueueType: f.queueType, ExchangeType: f.exchangeType, DelayedDeliveryQueueType: f.delayedQueueType,
 		OnConnectionLost: func(error) {
 			if m := collector.Load(); m != nil {
 				m.BrokerDisconnected()
@@ -174,8 +193,11 @@ func runWorker(args []string) int {
 		ffmpegTasks: ffmpegTasks,
 		shutdown:    stop,
 		conf: map[string]any{
-			"broker_url":     rabbitmq.Redact(f.broker),
-			"result_backend": rabbitmq.Redact(f.resultBackend),
+			"broker_url":                                rabbitmq.Redact(f.broker),
+			"result_backend":                            rabbitmq.Redact(f.resultBackend),
+			"task_default_queue_type":                   f.queueType,
+			"task_default_exchange_type":                f.exchangeType,
+			"broker_native_delayed_delivery_queue_type": f.delayedQueueType,
 		},
 		log: log,
 	})

@@ -122,9 +122,10 @@ type Broker struct {
 	leases  map[string]*lease // by name
 
 	delayMu  sync.Mutex
-	delayGen uint64 // the connection the delayed delivery topology was declared on
-	delayOK  bool   // it was declared: messages can be delayed natively
-	delayErr bool   // declaring it failed on delayGen
+	delayGen uint64          // the connection the delayed delivery topology was declared on
+	delayOK  bool            // it was declared: messages can be delayed natively
+	delayErr bool            // declaring it failed on delayGen
+	consumed map[string]bool // task queues consumed, declared by this broker
 }
 
 var _ worker.Broker = (*Broker)(nil)
@@ -178,7 +179,7 @@ func Dial(cfg Config) (*Broker, error) {
 		log = l
 	}
 	b := &Broker{cfg: cfg, log: log, done: make(chan struct{}), up: make(chan struct{}),
-		declared: make(map[string]bool), leases: make(map[string]*lease)}
+		declared: make(map[string]bool), leases: make(map[string]*lease), consumed: make(map[string]bool)}
 	conn, err := b.dial()
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: connect to %s: %w", Redact(cfg.URL), err)
@@ -433,8 +434,10 @@ func (b *Broker) Info() map[string]any {
 // Publish implements worker.Broker. A message routed through the default
 // exchange declares its queue first (once per connection), as a Celery
 // client does, so that it is never dropped for want of a queue. Such a
-// message with an ETA a second or more away goes through native delayed
-// delivery (see topology.go), as a Celery 5.5+ client sends a countdown:
+// message with an ETA a second or more away, or one routed to a queue
+// this broker consumes through the exchange of the same name (a retry),
+// goes through native delayed delivery (see topology.go), as a Celery
+// 5.5+ client sends a countdown:
 // the broker keeps it until then, and any worker, Go or Python, takes it.
 // It waits for the broker's confirm; when the connection is lost meanwhile
 // it publishes again on the next one (at least once).
@@ -442,7 +445,7 @@ func (b *Broker) Publish(ctx context.Context, to worker.Route, env protocol.Enve
 	msg := publishing(env)
 	exchange, key := to.Exchange, to.RoutingKey
 	delayed := false
-	if exchange == "" && key != "" {
+	if key != "" && (exchange == "" || exchange == key && b.consumes(key)) {
 		delayed = b.delayedDelivery(ctx)
 		if eta := headerETA(env.Headers); delayed && !eta.IsZero() {
 			if k, ok := DelayRoutingKey(time.Until(eta), key); ok {
@@ -459,6 +462,14 @@ func (b *Broker) Publish(ctx context.Context, to worker.Route, env protocol.Enve
 		}
 		return p.publish(ctx, exchange, key, msg)
 	})
+}
+
+// consumes reports whether queue is one this broker consumes, declared
+// with its exchange of the same name by this broker's settings.
+func (b *Broker) consumes(queue string) bool {
+	b.delayMu.Lock()
+	defer b.delayMu.Unlock()
+	return b.consumed[queue]
 }
 
 // headerETA is the eta header of a protocol 2 message; zero when absent or

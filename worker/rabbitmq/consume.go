@@ -105,6 +105,11 @@ func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uin
 			return nil, fmt.Errorf("rabbitmq: declare queue %q: %w", GuardQueue(q), err)
 		}
 	}
+	c.b.delayMu.Lock()
+	for _, q := range c.queues {
+		c.b.consumed[q] = true
+	}
+	c.b.delayMu.Unlock()
 	// global=false: the count applies to each consumer started after it.
 	if err := ch.Qos(c.prefetch, 0, false); err != nil {
 		ch.Close()

@@ -33,6 +33,11 @@ type DeliveryInfo struct {
 	// Server gives up on a message that keeps coming back (see
 	// Config.MaxRedeliveries).
 	Redeliveries int
+	// DeliveryLimit is how many returns the broker allows before it drops
+	// or dead-letters the message instead (a RabbitMQ quorum queue's
+	// x-delivery-limit); zero means none known. The Server ends the
+	// message as FAILURE at the last delivery the broker allows.
+	DeliveryLimit int
 }
 
 // Delivery is one received task message. Ack and Reject must be called at

@@ -35,7 +35,10 @@ import (
 //   - A message that came back more than Config.MaxRedeliveries times
 //     (DeliveryInfo.Redeliveries: its worker died or lost its connection
 //     each time) is not run again: it ends as FAILURE (WorkerLostError)
-//     and is rejected, so a task that kills the worker cannot loop.
+//     and is rejected, so a task that kills the worker cannot loop. On a
+//     queue whose broker gives up itself after DeliveryInfo.DeliveryLimit
+//     returns (a quorum queue's x-delivery-limit), the worker gives up at
+//     the last delivery the broker allows, if not before.
 
 // settleTimeout bounds a postpone or a lease taken by the hold timer.
 const settleTimeout = time.Minute
@@ -149,7 +152,13 @@ func (s *Server) tooManyRedeliveries(ctx context.Context, r *request) bool {
 	if max == 0 {
 		max = defaultMaxRedeliveries
 	}
-	n := r.current().Info().Redeliveries
+	info := r.current().Info()
+	if l := info.DeliveryLimit; l > 0 && (max < 0 || max >= l) {
+		// The broker drops (or dead-letters) the message when it comes
+		// back once more: end it now, with a FAILURE a client can read.
+		max = l - 1
+	}
+	n := info.Redeliveries
 	if max < 0 || n <= max {
 		return false
 	}

@@ -59,6 +59,14 @@ type Config struct {
 	// It must match what the deployment declared: RabbitMQ refuses to
 	// consume a queue declared with another type.
 	QueueType string
+	// DeliveryLimit is the x-delivery-limit of quorum task queues: how
+	// many times the broker returns a message (its worker died, its
+	// connection was lost) before it drops or dead-letters it. It must
+	// match the deployment's declaration; the worker ends such a message
+	// as FAILURE at its last delivery (worker.DeliveryInfo.DeliveryLimit).
+	// Zero means the queues are declared without one; ignored for classic
+	// queues.
+	DeliveryLimit int
 	// ExchangeType is the type of the exchange named after each task
 	// queue: ExchangeDirect or ExchangeTopic (Celery's
 	// task_default_exchange_type); empty means direct.
@@ -157,6 +165,9 @@ func Dial(cfg Config) (*Broker, error) {
 	case QueueClassic, QueueQuorum:
 	default:
 		return nil, fmt.Errorf("rabbitmq: queue type %q: want %s or %s", cfg.QueueType, QueueClassic, QueueQuorum)
+	}
+	if cfg.DeliveryLimit < 0 {
+		return nil, fmt.Errorf("rabbitmq: delivery limit %d: want 0 (none) or more", cfg.DeliveryLimit)
 	}
 	switch cfg.ExchangeType {
 	case "":

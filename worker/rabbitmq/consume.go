@@ -304,8 +304,12 @@ func (d *delivery) Info() worker.DeliveryInfo {
 	if exchange == DelayedDeliveryExchange || strings.HasPrefix(exchange, "celery_delayed_") {
 		exchange, key = "", d.queue
 	}
-	return worker.DeliveryInfo{Exchange: exchange, RoutingKey: key,
+	info := worker.DeliveryInfo{Exchange: exchange, RoutingKey: key,
 		Redelivered: d.d.Redelivered || d.redeliveries > 0 || d.requeued, Redeliveries: d.redeliveries}
+	if d.c.b.cfg.QueueType == QueueQuorum {
+		info.DeliveryLimit = d.c.b.cfg.DeliveryLimit
+	}
+	return info
 }
 
 func (d *delivery) leased() *lease {

@@ -11,7 +11,8 @@ package rabbitmq
 // (and a missing queue with task_create_missing_queue_type and
 // task_create_missing_queue_exchange_type set to the same values): queue
 // q durable, not auto-delete, with x-queue-type: quorum for quorum queues
-// and no arguments for classic ones; exchange q durable of the exchange
+// (and x-delivery-limit when Config.DeliveryLimit is set, as a deployment's
+// queue_arguments would have it) and no arguments for classic ones; exchange q durable of the exchange
 // type; q bound to it with routing key q.
 //
 // Native delayed delivery (Celery 5.5+, kombu's native_delayed_delivery).
@@ -116,10 +117,14 @@ func exactDelayKey(queue string) string {
 
 // queueArgs are the arguments of a task queue of the configured type.
 func (b *Broker) queueArgs() amqp.Table {
-	if b.cfg.QueueType == QueueQuorum {
-		return amqp.Table{"x-queue-type": QueueQuorum}
+	if b.cfg.QueueType != QueueQuorum {
+		return nil
 	}
-	return nil
+	args := amqp.Table{"x-queue-type": QueueQuorum}
+	if b.cfg.DeliveryLimit > 0 {
+		args["x-delivery-limit"] = int32(b.cfg.DeliveryLimit)
+	}
+	return args
 }
 
 // declareTaskQueue declares a task queue as a Celery 5.6 worker with the

@@ -38,6 +38,7 @@ type workerFlags struct {
 	queueType          string
 	exchangeType       string
 	delayedQueueType   string
+	deliveryLimit      int
 	tasks              taskFlags
 }
 
@@ -70,12 +71,17 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 		"type of the exchange named after each task queue: direct or topic, as Celery's task_default_exchange_type (env CELERY_TASK_DEFAULT_EXCHANGE_TYPE)")
 	fs.StringVar(&f.delayedQueueType, "delayed-delivery-queue-type", envOr("CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE", rabbitmq.QueueQuorum),
 		"type of the shared native delayed delivery queues celery_delayed_*: quorum or classic, as Celery's broker_native_delayed_delivery_queue_type (env CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE)")
+	fs.IntVar(&f.deliveryLimit, "delivery-limit", 0,
+		"x-delivery-limit of quorum task queues, as the deployment declares them (0: none); a message at its last allowed delivery that came back ends as FAILURE")
 	f.tasks.add(fs, true)
 	if err := fs.Parse(args); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.deliveryLimit < 0 {
+		return f, fmt.Errorf("--delivery-limit %d: want 0 (none) or more", f.deliveryLimit)
 	}
 	for _, c := range []struct{ flag, value, a, b string }{
 		{"--queue-type", f.queueType, rabbitmq.QueueClassic, rabbitmq.QueueQuorum},
@@ -143,6 +149,7 @@ func runWorker(args []string) int {
 	broker, err := rabbitmq.Dial(rabbitmq.Config{
 		URL: f.broker, Log: log, ConsumerTimeout: f.consumerTimeout,
 		QueueType: f.queueType, ExchangeType: f.exchangeType, DelayedDeliveryQueueType: f.delayedQueueType,
+		DeliveryLimit: f.deliveryLimit,
 		OnConnectionLost: func(error) {
 			if m := collector.Load(); m != nil {
 				m.BrokerDisconnected()

@@ -147,6 +147,8 @@ type goWorkerOptions struct {
 	// queueType and exchangeType are the broker's (rabbitmq.Config);
 	// empty means classic and direct.
 	queueType, exchangeType string
+	// noNativeDelay keeps messages with an ETA in the worker until then.
+	noNativeDelay bool
 	// setup, when set, runs before the worker starts, with the ctx that
 	// stops it (the ops tests start events, remote control and metrics).
 	setup func(ctx context.Context, srv *worker.Server, broker *rabbitmq.Broker)
@@ -158,7 +160,7 @@ func startGoWorker(t *testing.T, queue string, o goWorkerOptions) (*worker.Serve
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	log.SetOutput(testWriter{t})
-	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL, Log: log, QueueType: o.queueType, ExchangeType: o.exchangeType})
+	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL, Log: log, QueueType: o.queueType, ExchangeType: o.exchangeType, NoNativeDelay: o.noNativeDelay})
 	if err != nil {
 		t.Fatalf("connect to RabbitMQ: %v (run `make setup`)", err)
 	}

@@ -7,6 +7,11 @@
 // holds a delivery unacknowledged past RabbitMQ's consumer_timeout: waiting
 // messages are postponed and long acks_late tasks leased (see lease.go and
 // worker.LeasingDelivery).
+//
+// Task queues are classic or quorum, on direct or topic exchanges, declared
+// as Celery 5.6 declares them; consumers have a per-consumer prefetch
+// count; messages with an ETA wait in Celery 5.5's native delayed delivery
+// queues, not in the worker (see topology.go).
 package rabbitmq
 
 import (
@@ -444,34 +449,40 @@ func (b *Broker) Info() map[string]any {
 
 // Publish implements worker.Broker. A message routed through the default
 // exchange declares its queue first (once per connection), as a Celery
-// client does, so that it is never dropped for want of a queue. Such a
-// message with an ETA a second or more away, or one routed to a queue
-// this broker consumes through the exchange of the same name (a retry),
-// goes through native delayed delivery (see topology.go), as a Celery
-// 5.5+ client sends a countdown:
-// the broker keeps it until then, and any worker, Go or Python, takes it.
-// It waits for the broker's confirm; when the connection is lost meanwhile
-// it publishes again on the next one (at least once).
+// client does, so that it is never dropped for want of a queue. A message
+// with an ETA a second or more away, routed that way or to a queue this
+// broker consumes through the exchange of the same name (a retry), goes
+// through native delayed delivery (see topology.go), as a Celery 5.5+
+// client sends a countdown: the broker keeps it until then, and any
+// worker, Go or Python, takes it. Publish waits for the broker's confirm;
+// when the connection is lost meanwhile it publishes again on the next
+// one (at least once).
 func (b *Broker) Publish(ctx context.Context, to worker.Route, env protocol.Envelope) error {
 	msg := publishing(env)
-	exchange, key := to.Exchange, to.RoutingKey
-	delayed := false
-	if key != "" && (exchange == "" || exchange == key && b.consumes(key)) {
-		delayed = b.delayedDelivery(ctx)
-		if eta := headerETA(env.Headers); delayed && !eta.IsZero() {
-			if k, ok := DelayRoutingKey(time.Until(eta), key); ok {
-				exchange, key = DelayedEntry, k
-			}
+	queue := to.RoutingKey
+	delayKey := ""
+	if eta := headerETA(env.Headers); !eta.IsZero() && queue != "" && (to.Exchange == "" || to.Exchange == queue && b.consumes(queue)) {
+		if k, ok := DelayRoutingKey(time.Until(eta), queue); ok && b.delayedDelivery(ctx) {
+			delayKey = k
 		}
 	}
 	return b.withPublisher(ctx, func(p *publisher) error {
-		if to.Exchange == "" && to.RoutingKey != "" && !p.declared[to.RoutingKey] {
-			if err := b.declareTaskQueue(p.ch, to.RoutingKey, delayed); err != nil {
+		if to.Exchange == "" && queue != "" && !p.declared[queue] {
+			if err := b.declareTaskQueue(p.ch, queue, false); err != nil {
 				return err
 			}
-			p.declared[to.RoutingKey] = true
+			p.declared[queue] = true
 		}
-		return p.publish(ctx, exchange, key, msg)
+		if delayKey == "" {
+			return p.publish(ctx, to.Exchange, to.RoutingKey, msg)
+		}
+		if bound := DelayedDeliveryExchange + " " + queue; !p.declared[bound] {
+			if err := b.bindDelayed(p.ch, queue); err != nil {
+				return err
+			}
+			p.declared[bound] = true
+		}
+		return p.publish(ctx, DelayedEntry, delayKey, msg)
 	})
 }
 

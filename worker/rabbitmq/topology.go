@@ -144,6 +144,13 @@ func (b *Broker) declareTaskQueue(ch *amqp.Channel, name string, delayed bool) e
 	if !delayed {
 		return nil
 	}
+	return b.bindDelayed(ch, name)
+}
+
+// bindDelayed binds task queue name (declared) to the delayed delivery
+// exchange: as Celery does on a topic exchange, with a binding of this
+// worker's own on a direct one (see the top of this file).
+func (b *Broker) bindDelayed(ch *amqp.Channel, name string) error {
 	if b.cfg.ExchangeType == ExchangeTopic {
 		key := "#." + name
 		if strings.HasPrefix(name, "#") {

@@ -6,8 +6,15 @@ package main
 // 'quorum'} (testdata/python/interop.py, INTEROP_QUEUE_TYPE).
 
 import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
 )
 
@@ -65,5 +72,65 @@ func TestInteropQuorumMixedWorkers(t *testing.T) {
 			// queue, whichever worker takes them.
 			wantJSON(t, "retry", scenario(t, "retry", queue, env...), `{"result": "retried 1", "states": ["RETRY", "SUCCESS"]}`)
 		})
+	}
+}
+
+// TestBinaryOnDeploymentQuorumQueue is issue 12's report: a quorum queue
+// declared by the deployment (here on a topic exchange), then
+// `vhg-worker worker -Q <it> --exchange-type topic`. Without the queue
+// type the worker exits at start on RabbitMQ's PRECONDITION_FAILED; with
+// it (here from the environment) it serves a Python client.
+func TestBinaryOnDeploymentQuorumQueue(t *testing.T) {
+	requireServices(t)
+	bin := filepath.Join(t.TempDir(), "vhg-worker")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	queue := uniqueQueue(t)
+	conn, err := amqp.Dial(testBrokerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(queue, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(queue, queue, queue, false, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	args := []string{"worker", "-b", testBrokerURL, "--result-backend", testRedisURL, "-Q", queue, "-c", "2", "-l", "warning", "--exchange-type", "topic"}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "CELERY_TASK_DEFAULT_QUEUE_TYPE=", "CELERY_TASK_DEFAULT_EXCHANGE_TYPE=")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || !strings.Contains(string(out), "PRECONDITION_FAILED") || !strings.Contains(string(out), "x-queue-type") {
+		t.Errorf("classic worker on a quorum queue: %v, want an exit on PRECONDITION_FAILED x-queue-type; output:\n%s", err, out)
+	}
+
+	cmd = exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "CELERY_TASK_DEFAULT_QUEUE_TYPE=quorum")
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("worker exited with %v after SIGINT; log:\n%s", err, logs.String())
+		}
+	})
+	got := scenario(t, "accumulate", queue, quorumEnv(rabbitmq.ExchangeTopic)...)
+	wantJSON(t, "accumulate", got, `{"all": {"result": [1, 2, 3]}, "index": {"result": 2}}`)
+	if strings.Contains(logs.String(), "PRECONDITION_FAILED") {
+		t.Errorf("worker log:\n%s", logs.String())
 	}
 }

@@ -134,3 +134,42 @@ func TestBinaryOnDeploymentQuorumQueue(t *testing.T) {
 		t.Errorf("worker log:\n%s", logs.String())
 	}
 }
+
+// TestSubmitToQuorumQueue: submit declares the queue before sending, as a
+// Celery client does, so on a deployment's quorum queue it needs the
+// queue type; with it the message lands in the queue.
+func TestSubmitToQuorumQueue(t *testing.T) {
+	requireServices(t)
+	queue := uniqueQueue(t)
+	conn, err := amqp.Dial(testBrokerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var out bytes.Buffer
+	if _, err := submit(ctx, submitConfig{BrokerURL: testBrokerURL, Queue: queue, Input: "http://example.invalid/in.mp4", Out: &out}); err == nil ||
+		!strings.Contains(err.Error(), "x-queue-type") {
+		t.Errorf("submit to a quorum queue as classic: err = %v, want PRECONDITION_FAILED on x-queue-type", err)
+	}
+	out.Reset()
+	if _, err := submit(ctx, submitConfig{BrokerURL: testBrokerURL, Queue: queue, QueueType: rabbitmq.QueueQuorum,
+		Input: "http://example.invalid/in.mp4", Out: &out}); err != nil {
+		t.Fatalf("submit with QueueType quorum: %v", err)
+	}
+	id := strings.TrimSpace(out.String())
+	msg, ok, err := ch.Get(queue, true)
+	if err != nil || !ok {
+		t.Fatalf("get from %s: %v %v", queue, ok, err)
+	}
+	if msg.Headers["id"] != id || msg.Headers["task"] != "adaptation.commons.encode_workflow" {
+		t.Errorf("queued %v %v, want encode_workflow %s", msg.Headers["task"], msg.Headers["id"], id)
+	}
+}

@@ -115,6 +115,16 @@ func exactDelayKey(queue string) string {
 	return strings.Repeat("*.", DelayedDeliveryLevels) + queue
 }
 
+// declarer is what declaring a topology takes of an *amqp.Channel.
+type declarer interface {
+	ExchangeDeclare(name, kind string, durable, autoDelete, internal, noWait bool, args amqp.Table) error
+	QueueDeclare(name string, durable, autoDelete, exclusive, noWait bool, args amqp.Table) (amqp.Queue, error)
+	QueueBind(name, key, exchange string, noWait bool, args amqp.Table) error
+	ExchangeBind(destination, key, source string, noWait bool, args amqp.Table) error
+}
+
+var _ declarer = (*amqp.Channel)(nil)
+
 // queueArgs are the arguments of a task queue of the configured type.
 func (b *Broker) queueArgs() amqp.Table {
 	if b.cfg.QueueType != QueueQuorum {
@@ -131,7 +141,7 @@ func (b *Broker) queueArgs() amqp.Table {
 // same queue and exchange types does (see the top of this file), plus its
 // binding to the delayed delivery exchange when native delayed delivery
 // is in use on this connection.
-func (b *Broker) declareTaskQueue(ch *amqp.Channel, name string, delayed bool) error {
+func (b *Broker) declareTaskQueue(ch declarer, name string, delayed bool) error {
 	if err := ch.ExchangeDeclare(name, b.cfg.ExchangeType, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("rabbitmq: declare exchange %q: %w", name, err)
 	}
@@ -150,7 +160,7 @@ func (b *Broker) declareTaskQueue(ch *amqp.Channel, name string, delayed bool) e
 // bindDelayed binds task queue name (declared) to the delayed delivery
 // exchange: as Celery does on a topic exchange, with a binding of this
 // worker's own on a direct one (see the top of this file).
-func (b *Broker) bindDelayed(ch *amqp.Channel, name string) error {
+func (b *Broker) bindDelayed(ch declarer, name string) error {
 	if b.cfg.ExchangeType == ExchangeTopic {
 		key := "#." + name
 		if strings.HasPrefix(name, "#") {
@@ -173,7 +183,7 @@ func (b *Broker) bindDelayed(ch *amqp.Channel, name string) error {
 // declareDelayedDelivery declares the native delayed delivery levels and
 // exchanges exactly as kombu's
 // declare_native_delayed_delivery_exchanges_and_queues does.
-func (b *Broker) declareDelayedDelivery(ch *amqp.Channel) error {
+func (b *Broker) declareDelayedDelivery(ch declarer) error {
 	qtype := b.cfg.DelayedDeliveryQueueType
 	for level := DelayedDeliveryLevels - 1; level >= 0; level-- {
 		name := DelayedLevel(level)

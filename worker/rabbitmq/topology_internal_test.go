@@ -11,7 +11,8 @@ import (
 
 // recorder records declarations in the form of the Celery 5.6.3 capture
 // testdata/native_delayed_delivery_topology.json (recorded from kombu
-// 5.6.2 without a broker).
+// 5.6.2 without a broker), integer arguments as float64 as JSON decodes
+// them.
 type recorder struct{ ops []map[string]any }
 
 func args(t amqp.Table) any {
@@ -110,5 +111,48 @@ func compareOps(t *testing.T, what string, got, want []map[string]any) {
 		if !reflect.DeepEqual(gm, want[i]) {
 			t.Errorf("%s: operation %d = %s, want %v", what, i, g, want[i])
 		}
+	}
+}
+
+// TestTaskQueueDeclaration: a task queue as Celery 5.6 declares it (the
+// declare entries of the captures default_queue_type_quorum_plain and
+// quorum_topic_no_eta): durable exchange of the queue's name and the
+// exchange type, durable queue with x-queue-type for quorum (and the
+// deployment's x-delivery-limit), bound with the queue name.
+func TestTaskQueueDeclaration(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		cfg       Config
+		queueArgs any
+	}{
+		{Config{QueueType: QueueClassic, ExchangeType: ExchangeDirect}, nil},
+		{Config{QueueType: QueueQuorum, ExchangeType: ExchangeDirect}, map[string]any{"x-queue-type": "quorum"}},
+		{Config{QueueType: QueueQuorum, ExchangeType: ExchangeTopic}, map[string]any{"x-queue-type": "quorum"}},
+		{Config{QueueType: QueueQuorum, ExchangeType: ExchangeTopic, DeliveryLimit: 7}, map[string]any{"x-queue-type": "quorum", "x-delivery-limit": float64(7)}},
+	} {
+		b := &Broker{cfg: tt.cfg}
+		var r recorder
+		if err := b.declareTaskQueue(&r, "video", false); err != nil {
+			t.Fatal(err)
+		}
+		want := []map[string]any{
+			{"op": "exchange.declare", "exchange": "video", "type": tt.cfg.ExchangeType, "durable": true, "auto_delete": false, "arguments": nil, "passive": false},
+			{"op": "queue.declare", "queue": "video", "durable": true, "exclusive": false, "auto_delete": false, "arguments": tt.queueArgs, "passive": false},
+			{"op": "queue.bind", "queue": "video", "exchange": "video", "routing_key": "video", "arguments": nil},
+		}
+		if !reflect.DeepEqual(r.ops, want) {
+			t.Errorf("%+v:\n got %v\nwant %v", tt.cfg, r.ops, want)
+		}
+	}
+	// A direct exchange gets this worker's own exact binding.
+	b := &Broker{cfg: Config{QueueType: QueueClassic, ExchangeType: ExchangeDirect}}
+	var r recorder
+	if err := b.bindDelayed(&r, "video"); err != nil {
+		t.Fatal(err)
+	}
+	want := []map[string]any{{"op": "queue.bind", "queue": "video", "exchange": DelayedDeliveryExchange,
+		"routing_key": "*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.video", "arguments": nil}}
+	if !reflect.DeepEqual(r.ops, want) {
+		t.Errorf("direct exchange binding:\n got %v\nwant %v", r.ops, want)
 	}
 }

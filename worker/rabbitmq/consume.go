@@ -22,9 +22,9 @@ const (
 	headerRedeliveries = "x-vhg-redeliveries"
 	// headerLease names the lease a guard copy belongs to (see lease.go).
 	headerLease = "x-vhg-lease"
-	// headerRequeued marks a copy published back to a quorum queue in
-	// place of a requeue (see delivery.Reject): it is delivered as
-	// redelivered, as a requeued message is.
+	// headerRequeued marks a copy published back in place of a requeue
+	// (see delivery.Reject): it is delivered as redelivered, as a
+	// requeued message is, without counting as a return.
 	headerRequeued = "x-vhg-requeued"
 	// headerDeliveryCount is the count a quorum queue keeps of a message's
 	// returns (RabbitMQ 3.10+; absent on a first delivery).
@@ -204,11 +204,11 @@ func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *deli
 	if name, ok := m.Headers[headerLease].(string); ok && name != "" {
 		return c.b.claimGuard(ctx, d, name)
 	}
+	d.requeued, _ = m.Headers[headerRequeued].(bool)
 	if c.b.cfg.QueueType == QueueQuorum {
 		// The broker counts the returns of this copy; the header carries
 		// those of the copies before it (see delivery.Reject).
 		d.redeliveries += intHeader(m.Headers, headerDeliveryCount)
-		d.requeued, _ = m.Headers[headerRequeued].(bool)
 		return d
 	}
 	if !m.Redelivered {
@@ -336,12 +336,14 @@ func (d *delivery) settle() error { return d.s.ack(d.d.DeliveryTag) }
 // requeue is set, dead-lettered or dropped otherwise.
 func (d *delivery) unsettle(requeue bool) error { return d.s.reject(d.d.DeliveryTag, requeue) }
 
-// Reject implements worker.Delivery. On a quorum queue a requeue is a
-// copy published back to the queue (carrying the returns counted so far)
-// and an ack of this delivery: a basic.reject with requeue would count as
-// a failed delivery (x-delivery-count, and the queue's x-delivery-limit),
-// and the worker giving a message back on shutdown, or a task asking to
-// be requeued, did not fail it. The copy goes to the back of the queue.
+// Reject implements worker.Delivery. A requeue is a copy published back
+// to the queue (carrying the returns counted so far, and marked so that it
+// is delivered as redelivered) and an ack of this delivery, on every queue
+// type: the broker counts a basic.reject with requeue as a return (a
+// quorum queue's x-delivery-count and x-delivery-limit; the redelivered
+// flag that this adapter counts on a classic queue), and the worker giving
+// a message back on shutdown, or a task asking to be requeued, did not
+// fail it. The copy goes to the back of the queue.
 func (d *delivery) Reject(requeue bool) error {
 	if l := d.leased(); l != nil {
 		return l.release(requeue)
@@ -349,7 +351,7 @@ func (d *delivery) Reject(requeue bool) error {
 	if d.Stale() {
 		return ErrStale
 	}
-	if requeue && d.c.b.cfg.QueueType == QueueQuorum {
+	if requeue {
 		ctx, cancel := context.WithTimeout(context.Background(), d.c.b.cfg.ReconnectWait)
 		defer cancel()
 		if err := d.republish(ctx, "", d.queue, amqp.Table{headerRequeued: true}); err != nil {

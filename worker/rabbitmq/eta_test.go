@@ -113,3 +113,115 @@ func TestETAHoldsNoSlot(t *testing.T) {
 		})
 	}
 }
+
+// TestRequeueIsNotARedelivery: an acks_late task cancelled by the worker's
+// shutdown is given back to its queue, three times, with
+// MaxRedeliveries 1; each time it comes back as a requeue, not as a
+// return, and the fourth worker runs it to SUCCESS instead of ending it as
+// WorkerLostError.
+func TestRequeueIsNotARedelivery(t *testing.T) {
+	t.Parallel()
+	for _, queueType := range []string{rabbitmq.QueueClassic, rabbitmq.QueueQuorum} {
+		t.Run(queueType, func(t *testing.T) {
+			t.Parallel()
+			queue := uniqueName(t, "requeue")
+			deleteTaskQueue(t, queue)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+
+			var mu sync.Mutex
+			var infos []worker.DeliveryInfo
+			started := make(chan struct{}, 10)
+			mux := worker.NewServeMux()
+			mux.HandleFunc("test.requeued", func(ctx context.Context, task *worker.Task) (any, error) {
+				mu.Lock()
+				infos = append(infos, task.Delivery)
+				n := len(infos)
+				mu.Unlock()
+				started <- struct{}{}
+				if n <= 3 {
+					<-ctx.Done() // cancelled by the shutdown
+					return nil, context.Cause(ctx)
+				}
+				return "done", nil
+			}, worker.AcksLate())
+			backend := &lastState{}
+			for life := 0; life < 4; life++ {
+				log := logrus.New()
+				log.SetOutput(logWriter{t})
+				b, err := rabbitmq.Dial(rabbitmq.Config{URL: amqpURL(), ConnectionName: "vhg-worker-test " + t.Name(), QueueType: queueType, Log: log})
+				if err != nil {
+					unreachable(t, err)
+				}
+				srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: 1, MaxRedeliveries: 1,
+					ShutdownTimeout: 100 * time.Millisecond, NodeName: "requeue@test"}, b, backend, mux, log)
+				runCtx, stop := context.WithCancel(ctx)
+				done := make(chan error, 1)
+				go func() { done <- srv.Run(runCtx) }()
+				if life == 0 {
+					env, err := protocol.Encode(&protocol.Message{ID: "requeued", Task: "test.requeued", Args: []any{}, Kwargs: map[string]any{}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := b.Publish(ctx, worker.QueueRoute(queue), env); err != nil {
+						t.Fatal(err)
+					}
+				}
+				select {
+				case <-started:
+				case <-ctx.Done():
+					t.Fatalf("life %d: the task did not start; states %v", life, backend.states())
+				}
+				if life == 3 {
+					// Wait for the outcome before stopping.
+					for backend.last() != protocol.StateSuccess && ctx.Err() == nil {
+						time.Sleep(20 * time.Millisecond)
+					}
+				}
+				stop()
+				if err := <-done; err != nil {
+					t.Errorf("life %d: Run: %v", life, err)
+				}
+				b.Close()
+			}
+			if got := backend.last(); got != protocol.StateSuccess {
+				t.Errorf("final state %s, want SUCCESS (states %v)", got, backend.states())
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for i, info := range infos {
+				if info.Redeliveries != 0 || info.Redelivered != (i > 0) {
+					t.Errorf("run %d: Redeliveries %d, Redelivered %v; want 0, %v", i+1, info.Redeliveries, info.Redelivered, i > 0)
+				}
+			}
+		})
+	}
+}
+
+// lastState is a backend that keeps the states stored.
+type lastState struct {
+	mu sync.Mutex
+	s  []protocol.State
+}
+
+func (b *lastState) Store(_ context.Context, meta protocol.ResultMeta, _ worker.ReplyRoute) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.s = append(b.s, meta.Status)
+	return nil
+}
+
+func (b *lastState) states() []protocol.State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]protocol.State(nil), b.s...)
+}
+
+func (b *lastState) last() protocol.State {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.s) == 0 {
+		return ""
+	}
+	return b.s[len(b.s)-1]
+}

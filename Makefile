@@ -47,5 +47,6 @@ bench: setup build ## throughput, CPU and memory of Go vs Python workers
 	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker
 
 .PHONY: fuzz
-fuzz: ## fuzz the protocol decoder (FUZZTIME=60s); new finds land in the Go cache, crashers in protocol/testdata/fuzz
+fuzz: ## fuzz the decoder and the receive path (FUZZTIME=60s each); crashers land in */testdata/fuzz
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-60s} ./protocol
+	go test -run '^$$' -fuzz FuzzReceive -fuzztime $${FUZZTIME:-60s} ./worker

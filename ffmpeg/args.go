@@ -52,7 +52,10 @@ type TranscodeOptions struct {
 
 // TranscodeArgs returns the ffmpeg command that encodes one rendition as an
 // MP4 with H.264 (main profile, level 3.1, yuv420p) and optional AAC audio,
-// ready to be cut by HLSArgs and DASHArgs with stream copy. Only the first
+// ready to be cut by HLSArgs and DASHArgs with stream copy. The input is
+// read with the file protocol and the SourceFormats demuxers only, so a
+// playlist or concat list posing as the original fails instead of making
+// ffmpeg read the files it names. Only the first
 // video stream that is not a cover picture and the first audio stream are
 // kept; the moov atom goes first (+faststart) so players can start early.
 //
@@ -64,11 +67,12 @@ func TranscodeArgs(o TranscodeOptions) []string {
 	if preset == "" {
 		preset = DefaultPreset
 	}
-	args := []string{
-		"ffmpeg", "-hide_banner", "-nostdin", "-y",
+	args := []string{"ffmpeg", "-hide_banner", "-nostdin", "-y"}
+	args = append(args, localInput(sourceFormats)...)
+	args = append(args,
 		"-i", fileURL(o.Input),
 		"-map", "0:V:0", // V: video that is not an attached picture
-	}
+	)
 	if o.Audio {
 		args = append(args, "-map", "0:a:0")
 	}
@@ -129,10 +133,11 @@ type HLSOptions struct {
 // segments without re-encoding and writes a VOD variant playlist (with
 // #EXT-X-PLAYLIST-TYPE:VOD and #EXT-X-ENDLIST) whose segment URIs are
 // relative to it. The first video and, if present, first audio stream are
-// kept.
+// kept. The input is read as an MP4 from a local file only.
 func HLSArgs(o HLSOptions) []string {
-	return []string{
-		"ffmpeg", "-hide_banner", "-nostdin", "-y",
+	args := []string{"ffmpeg", "-hide_banner", "-nostdin", "-y"}
+	args = append(args, localInput(renditionFormats)...)
+	return append(args,
 		"-i", fileURL(o.Input),
 		"-map", "0:v:0",
 		"-map", "0:a:0?", // ?: no error when there is no audio
@@ -143,7 +148,7 @@ func HLSArgs(o HLSOptions) []string {
 		"-hls_segment_type", "mpegts",
 		"-hls_segment_filename", fileURL(o.SegmentPattern),
 		fileURL(o.PlaylistPath),
-	}
+	)
 }
 
 // DASHOptions describe the DASH packaging of every rendition together.
@@ -168,10 +173,12 @@ type DASHOptions struct {
 // DASHArgs returns the ffmpeg command that packages the renditions into one
 // static MPD with the dash muxer, without re-encoding: one video adaptation
 // set holding every input's video stream and, when Audio is set, one audio
-// adaptation set; segment templates with a timeline.
+// adaptation set; segment templates with a timeline. Each input is read as
+// an MP4 from a local file only.
 func DASHArgs(o DASHOptions) []string {
 	args := []string{"ffmpeg", "-hide_banner", "-nostdin", "-y"}
 	for _, in := range o.Inputs {
+		args = append(args, localInput(renditionFormats)...)
 		args = append(args, "-i", fileURL(in))
 	}
 	for i := range o.Inputs {

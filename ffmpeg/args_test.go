@@ -63,6 +63,8 @@ func TestArgsGolden(t *testing.T) {
 			Inputs:  []string{"/out/abc/encoding/640x360.mp4"},
 			MPDPath: "/out/abc/dash/playlist.mpd", SegmentSeconds: 2,
 		})},
+		{"probe_file", probeArgs(fileURL("/out/abc/source/abc"), []string{"file"}, sourceFormats, 0)},
+		{"probe_url", probeArgs("https://example.com/in.mp4", []string{"http", "https", "tcp", "tls"}, sourceFormats, time.Minute)},
 		{"testpattern_audio", TestPatternArgs(TestPatternOptions{
 			Output: "/tmp/src.mp4", Duration: 3 * time.Second, Width: 640, Height: 360, Audio: true,
 		})},
@@ -73,8 +75,8 @@ func TestArgsGolden(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if tt.argv[0] != "ffmpeg" {
-				t.Errorf("argv[0] = %q, want ffmpeg", tt.argv[0])
+			if tt.argv[0] != "ffmpeg" && tt.argv[0] != "ffprobe" {
+				t.Errorf("argv[0] = %q, want ffmpeg or ffprobe", tt.argv[0])
 			}
 			checkGolden(t, tt.name, []byte(strings.Join(tt.argv, "\n")+"\n"))
 		})

@@ -13,6 +13,19 @@
 // name that starts with '-' or holds ':' (say "http:x" or "concat:a|b") is
 // never read as an option or a protocol.
 //
+// # Hostile inputs
+//
+// An original is whatever a client sent: a file named video.mp4 may hold an
+// HLS playlist or a concat list naming other local files, which ffmpeg
+// would read and encode. So every input is opened with a protocol
+// whitelist (-protocol_whitelist file for local paths; http, https, tcp
+// and tls for ProbeURL) and read with a demuxer whitelist
+// (-format_whitelist): SourceFormats for an original (Probe, ProbeURL,
+// TranscodeArgs), MP4 only for the renditions HLSArgs and DASHArgs cut.
+// A refused input gives an error wrapping ErrInputRefused; Probe also
+// checks the format ffprobe reports. ProbeFormats probes a file the caller
+// wrote in another format, such as an HLS playlist.
+//
 // # Running
 //
 // Run executes an argv with exec.CommandContext. With RunOptions.OnProgress

@@ -25,6 +25,10 @@ func ExampleTranscodeArgs() {
 	// -hide_banner
 	// -nostdin
 	// -y
+	// -protocol_whitelist
+	// file
+	// -format_whitelist
+	// mov,matroska,avi,flv,mpegts,mpeg,asf,ogg
 	// -i
 	// file:/srv/vhg/out/0f8fad5b/source/original.mkv
 	// -map

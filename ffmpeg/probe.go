@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -58,21 +59,60 @@ func (r *ProbeResult) Audio() (Stream, bool) {
 	return Stream{}, false
 }
 
-// Probe runs ffprobe on the local file at path and parses its report. The
-// path goes to ffprobe as a file: URL, so no file name is read as an option
-// or a protocol. A file ffprobe cannot read gives an *ExitError.
+// Probe runs ffprobe on the local file at path, an original or a
+// rendition, and parses its report. The path goes to ffprobe as a file:
+// URL, so no file name is read as an option or a protocol, and ffprobe may
+// open no other protocol and use only the SourceFormats demuxers: a
+// playlist or a concat list posing as a video is refused (an error
+// wrapping ErrInputRefused) instead of being followed. A file ffprobe
+// cannot read gives an *ExitError.
 func Probe(ctx context.Context, path string) (*ProbeResult, error) {
+	return ProbeFormats(ctx, path, sourceFormats)
+}
+
+// ProbeFormats is Probe with the demuxers allowed given by the caller, for
+// a file the caller wrote itself, such as an HLS playlist ("hls", and
+// "mpegts" for its segments).
+func ProbeFormats(ctx context.Context, path string, formats []string) (*ProbeResult, error) {
+	return probe(ctx, probeArgs(fileURL(path), []string{"file"}, formats, 0), formats)
+}
+
+// probeArgs returns the ffprobe command that reports on input, opening it
+// with the given protocols only and reading it with one of the given
+// demuxers only; a positive idle makes any read or write that waits longer
+// fail (-rw_timeout).
+func probeArgs(input string, protocols, formats []string, idle time.Duration) []string {
 	argv := []string{
 		"ffprobe", "-v", "error",
+		"-protocol_whitelist", strings.Join(protocols, ","),
+		"-format_whitelist", strings.Join(formats, ","),
+	}
+	if idle > 0 {
+		argv = append(argv, "-rw_timeout", strconv.FormatInt(idle.Microseconds(), 10))
+	}
+	return append(argv,
 		"-print_format", "json",
 		"-show_format", "-show_streams",
-		fileURL(path),
-	}
+		input,
+	)
+}
+
+// probe runs argv and parses its report, which must name one of formats.
+func probe(ctx context.Context, argv []string, formats []string) (*ProbeResult, error) {
 	var stdout bytes.Buffer
 	if err := run(ctx, argv, &stdout, 0); err != nil {
 		return nil, err
 	}
-	return ParseProbe(stdout.Bytes())
+	r, err := ParseProbe(stdout.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	// ffprobe already refuses other demuxers; this holds if it did not.
+	if !formatAllowed(r.FormatName, formats) {
+		return nil, fmt.Errorf("ffmpeg: ffprobe read the input as %q, not one of %s: %w",
+			r.FormatName, strings.Join(formats, ","), ErrInputRefused)
+	}
+	return r, nil
 }
 
 // probeJSON is the part of ffprobe's JSON report that ParseProbe reads.

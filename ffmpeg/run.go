@@ -47,14 +47,38 @@ type ExitError struct {
 	Stderr string // the last 4 KiB of its stderr
 }
 
-// Error returns "ffmpeg: exit status N: " and the last line of stderr, which
-// is where ffmpeg puts the reason.
+// Error returns "ffmpeg: exit status N: " and the line of stderr that gives
+// the reason: the refusal of an input format or protocol when there is
+// one, else the last line, which is where ffmpeg puts the reason.
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("ffmpeg: exit status %d", e.Code)
+	if line := refusalLine(e.Stderr); line != "" {
+		return msg + ": input refused: " + line
+	}
 	if line := lastLine(e.Stderr); line != "" {
 		msg += ": " + line
 	}
 	return msg
+}
+
+// Is makes errors.Is(err, ErrInputRefused) hold for a run that a format or
+// protocol whitelist stopped.
+func (e *ExitError) Is(target error) bool {
+	return target == ErrInputRefused && refusedInput(e.Stderr)
+}
+
+// refusalLine returns the line of stderr where ffmpeg refused a format or a
+// protocol by its whitelist, without the "[hls @ 0x...] " prefix, or "".
+func refusalLine(stderr string) string {
+	for _, line := range strings.FieldsFunc(stderr, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		if refusedInput(line) {
+			if _, rest, ok := strings.Cut(line, "] "); ok && strings.HasPrefix(line, "[") {
+				line = rest
+			}
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }
 
 // lastLine returns the line of s that gives the reason: the last one that

@@ -41,20 +41,36 @@ const (
 // naive times are read as UTC. Headers Celery does not define are kept in
 // ExtraHeaders.
 //
+// Every header and property is checked first: strings must be valid UTF-8
+// and within the limits of limits.go (MaxNameLen, MaxIDLen,
+// MaxHeaderStringLen, MaxHeadersSize), ids and names free of control
+// characters, and the headers Celery defines of their type.
+//
 // Every error is a *DecodeError carrying the task id and name if they could
-// be read, wrapping ErrContentDisallowed, ErrInvalidBody, ErrUnknownFormat
-// or ErrBadHeader.
+// be read and pass those checks, wrapping ErrContentDisallowed,
+// ErrInvalidBody, ErrUnknownFormat or ErrBadHeader.
 func Decode(env Envelope) (*Message, error) {
 	headers := make(map[string]any, len(env.Headers))
 	for k, v := range env.Headers {
 		headers[k] = normalizeValue(v, 0)
 	}
-	derr := &DecodeError{}
-	derr.Task, _ = headers["task"].(string)
-	derr.TaskID, _ = headers["id"].(string)
+	// What the DecodeError carries is only what passes the limits, so
+	// that the worker can use it safely to store a FAILURE.
+	derr := &DecodeError{
+		Task:          usableName(headers["task"]),
+		TaskID:        usableID(headers["id"]),
+		CorrelationID: usableProperty(env.CorrelationID),
+		ReplyTo:       usableProperty(env.ReplyTo),
+	}
 	fail := func(err error) (*Message, error) {
 		derr.Err = err
 		return nil, derr
+	}
+	if err := checkHeaders(headers); err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrBadHeader, err))
+	}
+	if err := checkProperties(env); err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrBadHeader, err))
 	}
 
 	body, err := decodeBody(env, headers["compression"])
@@ -63,11 +79,11 @@ func Decode(env Envelope) (*Message, error) {
 	}
 	bodyDict, isDict := body.(map[string]any)
 	if isDict {
-		if derr.Task == "" {
-			derr.Task, _ = bodyDict["task"].(string)
+		if _, ok := headers["task"]; !ok {
+			derr.Task = usableName(bodyDict["task"])
 		}
-		if derr.TaskID == "" {
-			derr.TaskID, _ = bodyDict["id"].(string)
+		if _, ok := headers["id"]; !ok {
+			derr.TaskID = usableID(bodyDict["id"])
 		}
 	}
 
@@ -251,17 +267,17 @@ func (m *Message) readHeaders(h map[string]any) error {
 		case "lang":
 			m.Lang, err = stringField(k, v)
 		case "task":
-			m.Task, err = stringField(k, v)
+			m.Task, err = nameField(k, v)
 		case "id":
-			m.ID, err = stringField(k, v)
+			m.ID, err = idField(k, v)
 		case "shadow":
-			m.Shadow, err = stringField(k, v)
+			m.Shadow, err = nameField(k, v)
 		case "group":
-			m.Group, err = stringField(k, v)
+			m.Group, err = idField(k, v)
 		case "root_id":
-			m.RootID, err = stringField(k, v)
+			m.RootID, err = idField(k, v)
 		case "parent_id":
-			m.ParentID, err = stringField(k, v)
+			m.ParentID, err = idField(k, v)
 		case "argsrepr":
 			m.ArgsRepr, err = stringField(k, v)
 		case "kwargsrepr":

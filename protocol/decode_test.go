@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/zlib"
 	"errors"
+	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -68,6 +70,33 @@ func TestDecodeErrors(t *testing.T) {
 		{"task not a string", Envelope{Headers: map[string]any{"task": int32(1), "id": "id1"}, Body: []byte(v2Body)}, ErrBadHeader, "id1", ""},
 		{"no id", Envelope{Headers: map[string]any{"task": "proj.add"}, Body: []byte(v2Body)}, ErrBadHeader, "", "proj.add"},
 		{"v1 bad eta", Envelope{Body: []byte(`{"task": "proj.add", "id": "v1id", "args": [], "eta": "x"}`)}, ErrBadHeader, "v1id", "proj.add"},
+
+		// Hostile headers and properties: rejected before use, and the
+		// DecodeError carries only what is safe to store under.
+		{"task not UTF-8", Envelope{Headers: with("task", "no.such\xff\xfe"), Body: []byte(v2Body)}, ErrBadHeader, "id1", ""},
+		{"id not UTF-8", Envelope{Headers: with("id", "id\xff"), Body: []byte(v2Body)}, ErrBadHeader, "", "proj.add"},
+		{"task as bytes", Envelope{Headers: with("task", []byte("proj.add")), Body: []byte(v2Body)}, ErrBadHeader, "id1", ""},
+		{"id as a table", Envelope{Headers: with("id", map[string]any{"a": "b"}), Body: []byte(v2Body)}, ErrBadHeader, "", "proj.add"},
+		{"task name too long", Envelope{Headers: with("task", strings.Repeat("t", MaxNameLen+1)), Body: []byte(v2Body)}, ErrBadHeader, "id1", ""},
+		{"id too long", Envelope{Headers: with("id", strings.Repeat("i", MaxIDLen+1)), Body: []byte(v2Body)}, ErrBadHeader, "", "proj.add"},
+		{"id with a newline", Envelope{Headers: with("id", "id1\nFAKE LOG LINE"), Body: []byte(v2Body)}, ErrBadHeader, "", "proj.add"},
+		{"task with a NUL", Envelope{Headers: with("task", "proj.add\x00"), Body: []byte(v2Body)}, ErrBadHeader, "id1", ""},
+		{"root_id not UTF-8", Envelope{Headers: with("root_id", "\xc3"), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"parent_id too long", Envelope{Headers: with("parent_id", strings.Repeat("p", MaxIDLen+1)), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"group of the wrong type", Envelope{Headers: with("group", int64(1)), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"shadow not UTF-8", Envelope{Headers: with("shadow", "\xff"), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"argsrepr too long", Envelope{Headers: with("argsrepr", strings.Repeat("a", MaxHeaderStringLen+1)), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"custom header not UTF-8", Envelope{Headers: with("x-trace", "\xfe"), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"nested header not UTF-8", Envelope{Headers: with("stamps", map[string]any{"k": []any{"ok", "\xfe"}}), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"header name not UTF-8", Envelope{Headers: with("x-\xff", "v"), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"header name too long", Envelope{Headers: with(strings.Repeat("k", MaxHeaderKeyLen+1), "v"), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"headers too large", Envelope{Headers: manyHeaders(), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"NaN header", Envelope{Headers: with("x-n", math.NaN()), Body: []byte(v2Body)}, ErrBadHeader, "id1", "proj.add"},
+		{"correlation_id not UTF-8", Envelope{Headers: v2Headers(), Body: []byte(v2Body), CorrelationID: "\xff"}, ErrBadHeader, "id1", "proj.add"},
+		{"reply_to too long", Envelope{Headers: v2Headers(), Body: []byte(v2Body), ReplyTo: strings.Repeat("r", MaxIDLen+1)}, ErrBadHeader, "id1", "proj.add"},
+		{"content_type not UTF-8", Envelope{Headers: v2Headers(), Body: []byte(v2Body), ContentType: "application/json\xff"}, ErrBadHeader, "id1", "proj.add"},
+		{"v1 task too long", Envelope{Body: []byte(`{"task": "` + strings.Repeat("t", MaxNameLen+1) + `", "id": "v1id", "args": []}`)}, ErrBadHeader, "v1id", ""},
+		{"v1 id with a control character", Envelope{Body: []byte(`{"task": "proj.add", "id": "v1\u0007", "args": []}`)}, ErrBadHeader, "", "proj.add"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,6 +119,35 @@ func TestDecodeErrors(t *testing.T) {
 				t.Errorf("error text %q", err)
 			}
 		})
+	}
+}
+
+// manyHeaders returns valid headers whose total size exceeds
+// MaxHeadersSize, each value within MaxHeaderStringLen.
+func manyHeaders() map[string]any {
+	h := v2Headers()
+	for i := 0; i*MaxHeaderStringLen <= MaxHeadersSize; i++ {
+		h[fmt.Sprintf("x-big-%d", i)] = strings.Repeat("b", MaxHeaderStringLen)
+	}
+	return h
+}
+
+// TestDecodeLimits: values exactly at the limits are accepted.
+func TestDecodeLimits(t *testing.T) {
+	t.Parallel()
+	h := v2Headers()
+	h["task"] = strings.Repeat("t", MaxNameLen)
+	h["id"] = strings.Repeat("i", MaxIDLen)
+	h["argsrepr"] = strings.Repeat("a", MaxHeaderStringLen)
+	h["x-bytes"] = make([]byte, MaxHeaderStringLen)
+	h["x-unicode"] = "é ✓ 視頻"
+	env := Envelope{Headers: h, Body: []byte(v2Body), CorrelationID: strings.Repeat("c", MaxIDLen), ReplyTo: "amq.rabbitmq.reply-to.g1h2"}
+	m, err := Decode(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Task) != MaxNameLen || len(m.ID) != MaxIDLen {
+		t.Errorf("Decode cut the values: task %d bytes, id %d bytes", len(m.Task), len(m.ID))
 	}
 }
 

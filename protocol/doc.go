@@ -8,6 +8,15 @@
 // Message in v2 form; Encode writes a Message as a v2 JSON envelope, exactly
 // as Python Celery 5.2 does.
 //
+// # Limits
+//
+// Decode checks every header and property before it uses any: strings must
+// be valid UTF-8, task names and ids within MaxNameLen and MaxIDLen and
+// free of control characters, other header strings within
+// MaxHeaderStringLen, the table within MaxHeadersSize. A message that
+// breaks one is a *DecodeError wrapping ErrBadHeader, which carries the
+// task id only when the id itself passes.
+//
 // # JSON
 //
 // Python's json module writes NaN and Infinity, and kombu (>= 5.3) wraps

@@ -17,18 +17,27 @@ var (
 	// ErrUnknownFormat means the message is neither protocol v2 (a "task"
 	// header) nor v1 (a dict body with "task").
 	ErrUnknownFormat = errors.New("protocol: unknown message format")
-	// ErrBadHeader means a header (or v1 body field) has the wrong type or
-	// an unparsable value, such as an eta that is not an ISO 8601 time.
+	// ErrBadHeader means a header (or v1 body field) or a property has the
+	// wrong type, an unparsable value, such as an eta that is not an ISO
+	// 8601 time, a string that is not valid UTF-8, or a value beyond the
+	// limits (MaxNameLen, MaxIDLen, MaxHeaderStringLen, MaxHeadersSize).
 	ErrBadHeader = errors.New("protocol: bad header")
 )
 
 // DecodeError is returned by Decode. It carries whatever task id and name
 // could be read from the message, so the worker can store a FAILURE for the
 // task even when the rest of the message is unusable.
+//
+// TaskID and Task are set only when they pass Decode's checks (valid UTF-8,
+// within MaxIDLen and MaxNameLen, no control characters), and likewise the
+// CorrelationID and ReplyTo properties: a FAILURE can be stored under them
+// as they are.
 type DecodeError struct {
-	TaskID string // "" if unknown
-	Task   string // "" if unknown
-	Err    error
+	TaskID        string // "" if unknown or unusable
+	Task          string // "" if unknown or unusable
+	CorrelationID string // "" if absent or unusable
+	ReplyTo       string // "" if absent or unusable
+	Err           error
 }
 
 // Error reads "protocol: decode task <name>[<id>]: <err>".

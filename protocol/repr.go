@@ -210,6 +210,38 @@ func quoteText(s string, maxlen int) string {
 	return "'" + strings.ReplaceAll(truncateText(s, maxlen), "'", `\'`) + "'"
 }
 
+// StrRepr is Python's repr() of a str, which exception reprs use
+// (ValueError("could not convert string to float: 'x'")): unlike saferepr
+// it picks " when the text holds ' and no ", and escapes control
+// characters.
+func StrRepr(s string) string {
+	quote := byte('\'')
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		quote = '"'
+	}
+	var b strings.Builder
+	b.WriteByte(quote)
+	for _, r := range s {
+		switch {
+		case r == rune(quote) || r == '\\':
+			b.WriteByte('\\')
+			b.WriteRune(r)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte(quote)
+	return b.String()
+}
+
 // reprBytes is saferepr's _format_binary_bytes: b'<utf-8 text or hex>'.
 func reprBytes(b []byte, maxlen int) string {
 	suffix := ""

@@ -77,3 +77,24 @@ func TestPythonReprTruncates(t *testing.T) {
 		t.Errorf("PythonRepr(long list) ends %q (%d chars)", got[len(got)-20:], len(got))
 	}
 }
+
+// TestStrRepr checks Python's repr() of a str, as exception reprs show it
+// (values from python3 -c 'print(repr(s))').
+func TestStrRepr(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]string{
+		"abc":      `'abc'`,
+		"it's":     `"it's"`,
+		`it's "q"`: `'it\'s "q"'`,
+		`say "hi"`: `'say "hi"'`,
+		"a\\b":     `'a\\b'`,
+		"t\tn\n":   `'t\tn\n'`,
+		"\x00\x7f": `'\x00\x7f'`,
+		"héllo":    `'héllo'`,
+		"could not convert string to float: 'abc'": `"could not convert string to float: 'abc'"`,
+	} {
+		if got := StrRepr(s); got != want {
+			t.Errorf("StrRepr(%q) = %s, want %s", s, got, want)
+		}
+	}
+}

@@ -48,23 +48,6 @@ func (p *Pipeline) checkContext(t *worker.Task, raw any) (vhgctx.Context, error)
 	return c, nil
 }
 
-// originalFile returns original_file, which must lie inside folder_out: it
-// comes off the broker like the rest of the context.
-func originalFile(c vhgctx.Context) (string, error) {
-	path, err := c.OriginalFile()
-	if err != nil {
-		return "", err
-	}
-	out, err := c.FolderOut()
-	if err != nil {
-		return "", err
-	}
-	if !within(filepath.Clean(out), filepath.Clean(path)) {
-		return "", fmt.Errorf("original_file %q is not inside folder_out %q: %w", path, out, ErrBadInput)
-	}
-	return path, nil
-}
-
 // within reports whether path is strictly inside dir; both must be clean.
 func within(dir, path string) bool {
 	if dir == string(filepath.Separator) {

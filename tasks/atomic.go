@@ -30,39 +30,115 @@ func writeFileAtomic(path string, data []byte) error {
 
 // tempSibling removes the stale temporary files of path, creates an empty
 // one next to it, named so that no step mistakes it for an output, and
-// returns its name and the function that releases its lock.
+// returns its name and the function that releases its lock. It fails when
+// the temporary cannot be locked: without the lock, the next run of the
+// step would take this live temporary for a stale one and remove it.
 func tempSibling(path string) (string, func(), error) {
-	sweepStale(path)
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return "", nil, fmt.Errorf("temporary file for %s: %w", path, err)
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	return f.Name(), func() { f.Close() }, nil
+	return lockedTemp(path, createTempFile, flockExclusive)
 }
 
 // tempDirSibling removes the stale temporary directories of dir and
-// creates an empty one next to it, locked until release is called.
+// creates an empty one next to it, locked until release is called. It
+// fails when the lock cannot be taken, as tempSibling does.
 func tempDirSibling(dir string) (string, func(), error) {
-	sweepStale(dir)
+	return lockedTemp(dir, createTempDir, flockExclusive)
+}
+
+// lockFunc takes the lock that marks an open temporary as in use without
+// waiting for it; tests pass one that fails.
+type lockFunc func(f *os.File) error
+
+// flockExclusive is the lockFunc of the tasks: flock(LOCK_EX|LOCK_NB).
+func flockExclusive(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// tempAttempts is how many fresh temporaries lockedTemp tries when a
+// concurrent sweep takes the one it just created.
+const tempAttempts = 3
+
+// lockedTemp sweeps the stale temporaries of path, creates a new one with
+// create and locks it with lock.
+//
+// The errors of lock do not all mean the same. EWOULDBLOCK on a temporary
+// created a moment ago means that a concurrent run of the same step (a
+// redelivery) swept it between its creation and its lock: that run holds
+// the lock and is removing the temporary, so a new one is made. Any other
+// error (ENOLCK from an NFS mount without a lock manager, EOPNOTSUPP or
+// EINVAL from a file system that has no flock, EBADF, ...) says that locks
+// do not work here at all, and the step fails: going on would let any
+// concurrent or later run remove this temporary while it is written, and
+// a silent failure is what let that pass before. A lock that succeeds on a
+// temporary already swept (its name removed or reused) is also retried.
+func lockedTemp(path string, create func(path string) (*os.File, error), lock lockFunc) (string, func(), error) {
+	sweepStale(path)
+	for attempt := 1; ; attempt++ {
+		f, err := create(path)
+		if err != nil {
+			return "", nil, err
+		}
+		name := f.Name()
+		err = lock(f)
+		if err == nil && stillNamed(name, f) {
+			return name, func() { f.Close() }, nil
+		}
+		f.Close()
+		if err != nil && !errors.Is(err, syscall.EWOULDBLOCK) {
+			os.RemoveAll(name)
+			return "", nil, fmt.Errorf("lock the temporary %s: %w (file locks do not work on this file system; on NFS, run the lock service)", name, err)
+		}
+		if attempt == tempAttempts {
+			return "", nil, fmt.Errorf("temporary for %s: swept by a concurrent run %d times in a row", path, attempt)
+		}
+	}
+}
+
+// createTempFile creates an empty temporary file next to path.
+func createTempFile(path string) (*os.File, error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return nil, fmt.Errorf("temporary file for %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// createTempDir creates an empty temporary directory next to dir, readable
+// by all once renamed into place, and opens it.
+func createTempDir(dir string) (*os.File, error) {
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-*")
 	if err != nil {
-		return "", nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
+		return nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		os.RemoveAll(tmp)
-		return "", nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
+		return nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
 	f, err := os.Open(tmp)
 	if err != nil {
 		os.RemoveAll(tmp)
-		return "", nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
+		return nil, fmt.Errorf("temporary directory for %s: %w", dir, err)
 	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-	return tmp, func() { f.Close() }, nil
+	return f, nil
 }
 
-// sweepStale removes the temporaries of path that no live run holds.
+// stillNamed reports whether name is still the file f has open.
+func stillNamed(name string, f *os.File) bool {
+	a, err := os.Stat(name)
+	if err != nil {
+		return false
+	}
+	b, err := f.Stat()
+	return err == nil && os.SameFile(a, b)
+}
+
+// sweepStale removes the temporaries of path that no live run holds. A
+// temporary it cannot lock, whatever the reason, is left alone: where
+// locks do not work, lockedTemp fails the step instead.
 func sweepStale(path string) {
 	pattern := filepath.Join(filepath.Dir(path), "."+globEscape(filepath.Base(path))+".tmp-*")
 	names, _ := filepath.Glob(pattern)

@@ -17,7 +17,9 @@ import (
 // ChunkDash is adaptation.commons.chunk_dash(context): it packages every
 // finished rendition (<folder_out>/encoding/WxH.mp4, lowest first), without
 // re-encoding, into <folder_out>/dash/playlist.mpd with ffmpeg's dash muxer.
-// The folder is built under a temporary name and renamed into place.
+// The folder is built under a temporary name and renamed into place. It
+// also rebuilds the master playlist if a Python add_playlist_footer left it
+// invalid (see playlist.go).
 func (p *Pipeline) ChunkDash(ctx context.Context, t *worker.Task) (any, error) {
 	c, err := p.contextArg(t)
 	if err != nil {
@@ -25,6 +27,10 @@ func (p *Pipeline) ChunkDash(ctx context.Context, t *worker.Task) (any, error) {
 	}
 	if err := chunkDash(ctx, c); err != nil {
 		return nil, fmt.Errorf("tasks: chunk_dash: %w", err)
+	}
+	// A Python add_playlist_footer may have run before: see playlist.go.
+	if err := repairMaster(c); err != nil {
+		return nil, fmt.Errorf("tasks: chunk_dash: master playlist: %w", err)
 	}
 	return c, nil
 }

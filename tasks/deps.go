@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,14 +30,44 @@ type Deps struct {
 	// none are sent. rabbitmq.AMQPBackend satisfies it.
 	Status StatusPublisher
 
+	// FailureQueue is where encode_workflow routes the notify_failure
+	// errbacks of the workflows it starts: a queue only Go workers consume
+	// (FailureQueue(q) for the queue q the steps go to), so that a Python
+	// worker sharing the task queue never receives a task it lacks. Empty
+	// means FailureQueue("celery").
+	FailureQueue string
+
 	// InputRoots are the directories local inputs (plain paths and file://
 	// URLs) may come from; nil means local inputs are refused and only
 	// http(s) URLs are downloaded.
 	InputRoots []string
 
-	// HTTPClient downloads http(s) inputs; nil means http.DefaultClient.
-	// Downloads are bounded by the task's context, not by a client timeout.
-	HTTPClient *http.Client
+	// SourceTempDirs are the temporary directories where the original
+	// Python download_file may have left a source
+	// (tempfile.mkdtemp()/<id>), which steps then read as original_file
+	// (see DefaultSourceTempDirs); nil means DefaultSourceTempDirs().
+	SourceTempDirs []string
+
+	// MaxDownloadSize is the largest original download_file fetches over
+	// http(s), in bytes: a larger Content-Length is refused before the
+	// body is read, and a body that grows past it is cut and refused.
+	// Zero means DefaultMaxDownloadSize; negative means no limit. Local
+	// inputs are not limited: they come from the operator's InputRoots.
+	MaxDownloadSize int64
+
+	// DownloadHosts says which addresses http(s) downloads and probes may
+	// connect to. The zero value, AnyHost, allows all, as the original did.
+	DownloadHosts HostPolicy
+
+	// ConnectTimeout bounds the TCP connect and the TLS handshake of each
+	// connection of a download; zero means DefaultConnectTimeout.
+	ConnectTimeout time.Duration
+
+	// IdleTimeout fails a download that receives nothing for this long,
+	// waiting for the response headers or between two reads of the body;
+	// a slow download that keeps receiving is never cut (the task's
+	// context bounds its whole length). Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
 
 	// Preset is the x264 preset of the transcode; empty means
 	// ffmpeg.DefaultPreset. Tests use "ultrafast".
@@ -48,6 +77,13 @@ type Deps struct {
 	// transcode that has not advanced 10 percent; zero means 2 s.
 	ProgressInterval time.Duration
 }
+
+// The limits of downloads when Deps leaves them zero.
+const (
+	DefaultMaxDownloadSize = 10 << 30 // 10 GiB
+	DefaultConnectTimeout  = 30 * time.Second
+	DefaultIdleTimeout     = 60 * time.Second
+)
 
 // StatusPublisher publishes one status message for meta.TaskID (the root
 // task) with the given correlation_id, the way Celery 4.x's amqp backend
@@ -131,8 +167,20 @@ func (d Deps) withDefaults() Deps {
 	if d.Renditions == nil {
 		d.Renditions = DefaultRenditions()
 	}
-	if d.HTTPClient == nil {
-		d.HTTPClient = http.DefaultClient
+	if d.FailureQueue == "" {
+		d.FailureQueue = FailureQueue("celery")
+	}
+	if d.SourceTempDirs == nil {
+		d.SourceTempDirs = DefaultSourceTempDirs()
+	}
+	if d.MaxDownloadSize == 0 {
+		d.MaxDownloadSize = DefaultMaxDownloadSize
+	}
+	if d.ConnectTimeout <= 0 {
+		d.ConnectTimeout = DefaultConnectTimeout
+	}
+	if d.IdleTimeout <= 0 {
+		d.IdleTimeout = DefaultIdleTimeout
 	}
 	if d.ProgressInterval <= 0 {
 		d.ProgressInterval = 2 * time.Second

@@ -36,9 +36,19 @@
 // memory between tasks, every file a later step reads is under the output
 // directory (shared storage), and every output appears under its final name
 // in one rename, so a step that runs twice (acks_late redelivers the long
-// ones after a crash) leaves a clean result. The master playlist is rebuilt
-// from per-variant records under a flock(2) lock, so renditions finishing
+// ones after a crash) leaves a clean result. The master playlist is written
+// under a flock(2) lock, with per-variant records, so renditions finishing
 // in any order, on any host, give the same valid master.
+//
+// # Next to the original Python workers
+//
+// During a migration the original Python tasks share the queue (see
+// original.go and playlist.go): a step reads original_file from the
+// original download_file's temp dir (<tmp>/tmpXXXXXXXX/<id>, on the same
+// host) as well as from folder_out; add_playlist_info appends to a master
+// the Python tasks also append to, and the chord body rebuilds one they
+// left invalid; the notify_failure errback travels on FailureQueue, which
+// only Go workers consume.
 //
 // # Status messages
 //
@@ -47,7 +57,8 @@
 // {"percent", "step", "rendition"} during each transcode, PARTIAL {"hls"}
 // per rendition, COMPLETE {"hls", "dash"} at the end, or FAILURE {"error",
 // "task_id", "exc_type"} if any step fails. Failures are reported by the
-// notify_failure errback that encode_workflow attaches to every step, or,
+// notify_failure errback that encode_workflow attaches to every step (on
+// FailureQueue, whichever worker, Go or Python, runs the failing step), or,
 // for a canvas built without it (by a Python client) and for
 // encode_workflow itself, by the FailureStatus middleware: once either way.
 //
@@ -55,6 +66,18 @@
 //
 // The context comes off the broker. Every task checks it with
 // Context.Validate before touching a file (folder_out inside the output
-// directory, a safe id); local inputs are read only from Deps.InputRoots,
+// directory, a safe id), and original_file must be inside folder_out or
+// exactly where the original download_file puts a source; local inputs are
+// read only from Deps.InputRoots,
 // and ffmpeg gets argv slices with file: URLs, never a shell.
+//
+// The original comes from the client too. http(s) downloads are bounded
+// (Deps.MaxDownloadSize, ConnectTimeout, IdleTimeout, 5 redirects) and may
+// be kept off internal addresses (Deps.DownloadHosts, checked on each
+// connection, so redirects and DNS answers cannot lead around it; under
+// it encode_workflow's probe goes through a relay on the same client).
+// ffmpeg and ffprobe read the original with the file protocol and the
+// container demuxers of ffmpeg.SourceFormats only, so a playlist or concat
+// list posing as a video cannot make them read other files. Refusals are
+// ValueErrors and leave nothing on disk.
 package tasks

@@ -315,7 +315,7 @@ func TestGetVideoSizeRefusesFilesWithoutVideo(t *testing.T) {
 	// original_file must lie inside folder_out.
 	_, err := p.GetVideoSize(t.Context(), newTask(t, NameGetVideoSize, []any{map[string]any{
 		"folder_out": folder, "id": "abc", "original_file": "/etc/passwd"}}, nil))
-	if err == nil || !strings.Contains(err.Error(), "not inside folder_out") {
+	if err == nil || !strings.Contains(err.Error(), "neither inside folder_out") {
 		t.Errorf("get_video_size(/etc/passwd) = %v", err)
 	}
 }
@@ -392,7 +392,7 @@ func startServer(t *testing.T, deps Deps) (*worker.Client, *memory.Broker, *stat
 	broker, backend := memory.NewBroker(), memory.NewBackend()
 	mux := worker.NewServeMux()
 	p := Register(mux, deps)
-	srv := worker.NewServer(worker.Config{Concurrency: 2, ShutdownTimeout: time.Second}, broker, backend, mux, testLog(t))
+	srv := worker.NewServer(worker.Config{Queues: WithFailureQueues([]string{"celery"}), Concurrency: 2, ShutdownTimeout: time.Second}, broker, backend, mux, testLog(t))
 	srv.Observe(p.RevokedStatus(testLog(t)))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -37,6 +37,11 @@ func (p *Pipeline) Notify(ctx context.Context, t *worker.Task) (any, error) {
 	complete, _ := t.Kwargs()["complete"].(bool)
 	var meta protocol.ResultMeta
 	if complete {
+		// The master is final now; a Python step before may have left it
+		// invalid (see playlist.go).
+		if err := repairMaster(c); err != nil {
+			return nil, fmt.Errorf("tasks: notify: master playlist: %w", err)
+		}
 		meta, err = completeStatus(mainID, c)
 	} else {
 		meta, err = partialStatus(mainID, c)
@@ -112,6 +117,10 @@ func (p *Pipeline) publish(ctx context.Context, t *worker.Task, meta protocol.Re
 	return p.deps.Status.Publish(context.WithoutCancel(ctx), meta, t.ID())
 }
 
+// notifyFailureWaits is how many times (a second apart) notify_failure
+// waits for the failed task's state before it reports without it.
+const notifyFailureWaits = 5
+
 // NotifyFailure is adaptation.commons.notify_failure(failed_task_id,
 // main_task_id=...), the errback encode_workflow attaches to every step. It
 // publishes FAILURE {"error", "task_id", "exc_type"} for the status queue of
@@ -133,6 +142,12 @@ func (p *Pipeline) NotifyFailure(ctx context.Context, t *worker.Task) (any, erro
 	exc := protocol.ExceptionInfo{Module: "builtins", Type: "Exception", Message: []any{fmt.Sprintf("task %s failed", failedID)}}
 	meta, err := t.Result(ctx, failedID)
 	switch {
+	case err == nil && !meta.Status.Ready() && t.Retries() < notifyFailureWaits:
+		// A failed chord calls its body's errbacks before it stores the
+		// body's FAILURE (as Celery's chord_error_from_stack does): wait
+		// for it, so as to tell a chord failed by a header step (already
+		// reported by that step's errback) from one that failed itself.
+		return nil, t.Retry(fmt.Errorf("the state of %s is not stored yet", failedID), time.Second, worker.RetryMaxRetries(notifyFailureWaits))
 	case err != nil:
 		t.Log.WithError(err).Warn("cannot read the failed task's exception; reporting the failure without it")
 	case meta.Status == protocol.StateFailure:

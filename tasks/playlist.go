@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,13 +20,35 @@ import (
 	"github.com/vhg/vhg-worker/worker"
 )
 
-// The master playlist is never edited in place. add_playlist_info records
-// its variant in <folder_out>/variants/WxH.json and rebuilds the whole
-// master from every record, under an exclusive lock on
-// <folder_out>/playlist.lock, and writes it with a rename. So renditions
-// finishing in any order, on any host sharing the output directory, or a
-// step running twice, always leave a valid master listing each variant
-// once.
+// The master playlist is written under an exclusive lock on
+// <folder_out>/playlist.lock, and add_playlist_info also records its
+// variant in <folder_out>/variants/WxH.json. While the original Python
+// workers share the queue, they write the same master without any lock:
+// their add_playlist_header appends "#EXTM3U", their add_playlist_info
+// appends one entry and their add_playlist_footer appends the end (see
+// README, Migrating from the Python workers). So the Go steps treat the
+// master as something another process may be appending to:
+//
+//   - add_playlist_info appends its own entry (one write with O_APPEND,
+//     as Python's "a" mode does) when the master is clean, that is, valid
+//     and ready to be appended to, and does nothing when its variant is
+//     already listed (a step running twice). Appends from both kinds of
+//     worker never lose each other, which a rewrite by rename would: an
+//     append landing on the replaced file is lost.
+//   - a master that is not clean (an entry in the original's form, with
+//     the playlist path as RESOLUTION and no URI line, an #EXT-X-ENDLIST,
+//     a duplicate, a missing header) is rebuilt whole, from the records and
+//     the entries read back from the master, and renamed into place.
+//   - add_playlist_footer runs once every rendition is done, when nobody
+//     appends any more: it rebuilds the master from the contexts it
+//     receives, the records and the master's entries, sorted by bandwidth.
+//     chunk_dash and the final notify rebuild it again if a Python
+//     add_playlist_footer appended the original's #EXT-X-ENDLIST.
+//
+// So renditions finishing in any order, on any host sharing the output
+// directory, on Go or Python workers, or a step running twice, leave a
+// valid master listing each variant once, provided a Go worker runs one of
+// the steps after the last Python write that broke it.
 
 // variant is one entry of the master playlist.
 type variant struct {
@@ -63,10 +87,19 @@ func masterPlaylist(variants []variant) string {
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:" + strconv.Itoa(masterHLSVersion) + "\n")
 	for _, v := range sorted {
-		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,RESOLUTION=%dx%d,CODECS=\"%s\"\n%s\n",
-			v.Bandwidth, v.Width, v.Height, v.Codecs, v.URI)
+		b.WriteString(v.entry())
 	}
 	return b.String()
+}
+
+// entry is the variant's two lines in a master playlist: its
+// #EXT-X-STREAM-INF (CODECS only when known) and its URI.
+func (v variant) entry() string {
+	codecs := ""
+	if v.Codecs != "" {
+		codecs = ",CODECS=\"" + v.Codecs + "\""
+	}
+	return fmt.Sprintf("#EXT-X-STREAM-INF:BANDWIDTH=%d,RESOLUTION=%dx%d%s\n%s\n", v.Bandwidth, v.Width, v.Height, codecs, v.URI)
 }
 
 // AddPlaylistHeader is adaptation.commons.add_playlist_header(context): it
@@ -190,7 +223,36 @@ func recordVariant(c vhgctx.Context, v variant) error {
 	if err := writeFileAtomic(filepath.Join(dir, name), data); err != nil {
 		return err
 	}
-	_, err = rebuildMasterLocked(c)
+	master, err := c.HLSGlobalPlaylist()
+	if err != nil {
+		return err
+	}
+	read, err := parseMasterFile(master)
+	if err != nil {
+		return err
+	}
+	if read.clean {
+		if read.lists(v.URI) {
+			return nil
+		}
+		return appendFile(master, v.entry())
+	}
+	_, err = rebuildMasterLocked(c, nil, read.variants)
+	return err
+}
+
+// appendFile appends text to path with one write in O_APPEND mode, as
+// Python's open(path, "a").write(text) does, so that appends from both
+// kinds of worker never overwrite each other.
+func appendFile(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
 	return err
 }
 
@@ -199,7 +261,7 @@ func recordVariant(c vhgctx.Context, v variant) error {
 // It rebuilds the master from the recorded variants, checks that every
 // rendition of the list is in it and that each variant playlist exists,
 // and returns the first context.
-func (p *Pipeline) AddPlaylistFooter(_ context.Context, t *worker.Task) (any, error) {
+func (p *Pipeline) AddPlaylistFooter(ctx context.Context, t *worker.Task) (any, error) {
 	var list []any
 	if len(t.Args()) > 0 {
 		list, _ = t.Args()[0].([]any)
@@ -215,20 +277,38 @@ func (p *Pipeline) AddPlaylistFooter(_ context.Context, t *worker.Task) (any, er
 		}
 		contexts[i] = c
 	}
-	if err := finishMaster(contexts); err != nil {
+	if err := finishMaster(ctx, contexts); err != nil {
 		return nil, fmt.Errorf("tasks: add_playlist_footer: %w", err)
 	}
 	return contexts[0], nil
 }
 
-func finishMaster(contexts []vhgctx.Context) error {
+func finishMaster(ctx context.Context, contexts []vhgctx.Context) error {
 	first := contexts[0]
+	// The renditions as their contexts say, whoever ran their
+	// add_playlist_info: a Python worker leaves no record.
+	var known []variant
+	for _, c := range contexts {
+		v, err := variantOf(ctx, c)
+		if err != nil {
+			return err
+		}
+		known = append(known, v)
+	}
 	unlock, err := lockPlaylist(first)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	variants, err := rebuildMasterLocked(first)
+	master, err := first.HLSGlobalPlaylist()
+	if err != nil {
+		return err
+	}
+	read, err := parseMasterFile(master)
+	if err != nil {
+		return err
+	}
+	variants, err := rebuildMasterLocked(first, known, read.variants)
 	if err != nil {
 		return err
 	}
@@ -257,9 +337,11 @@ func finishMaster(contexts []vhgctx.Context) error {
 	return nil
 }
 
-// rebuildMasterLocked writes the master from the variant records and
-// returns them; the caller holds the playlist lock.
-func rebuildMasterLocked(c vhgctx.Context) ([]variant, error) {
+// rebuildMasterLocked writes the master from the given variants, the
+// variant records and the fallback ones (for each URI the first found, in
+// that order) and returns what it listed; the caller holds the playlist
+// lock.
+func rebuildMasterLocked(c vhgctx.Context, given, fallback []variant) ([]variant, error) {
 	dir, err := variantsFolder(c)
 	if err != nil {
 		return nil, err
@@ -283,6 +365,7 @@ func rebuildMasterLocked(c vhgctx.Context) ([]variant, error) {
 		}
 		variants = append(variants, v)
 	}
+	variants = uniqueVariants(slices.Concat(given, variants, fallback))
 	hls, err := c.HLSFolder()
 	if err != nil {
 		return nil, err
@@ -338,4 +421,188 @@ func lockPlaylist(c vhgctx.Context) (unlock func(), err error) {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// masterContent is what a master playlist holds, as read back.
+type masterContent struct {
+	variants []variant // in file order, each URI once
+	// clean reports a valid master that an appended entry keeps valid:
+	// #EXTM3U first and once, every #EXT-X-STREAM-INF with a WxH
+	// RESOLUTION and followed by its URI, no media playlist tag
+	// (#EXT-X-ENDLIST, #EXTINF, ...), no URI twice, a final newline.
+	clean bool
+}
+
+// lists reports whether uri is one of the master's variants.
+func (m masterContent) lists(uri string) bool {
+	return slices.ContainsFunc(m.variants, func(v variant) bool { return v.URI == uri })
+}
+
+// parseMasterFile reads the master at path; a missing file is an empty,
+// unclean master.
+func parseMasterFile(path string) (masterContent, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return masterContent{}, nil
+	}
+	if err != nil {
+		return masterContent{}, err
+	}
+	return parseMaster(string(data)), nil
+}
+
+var (
+	resolutionWxH = regexp.MustCompile(`^([0-9]+)x([0-9]+)$`)
+	// variantPath matches the RESOLUTION the original add_playlist_info
+	// wrote: the variant playlist's path, .../WxH/playlist.m3u8.
+	variantPath = regexp.MustCompile(`(?:^|/)([0-9]+)x([0-9]+)/playlist\.m3u8$`)
+)
+
+// parseMaster reads back a master playlist written by Go or Python
+// workers, including the original's entries (RESOLUTION=<playlist path>,
+// no URI line), whose variant is taken from the path.
+func parseMaster(text string) masterContent {
+	m := masterContent{clean: strings.HasSuffix(text, "\n")}
+	seen := map[string]bool{}
+	add := func(v variant) {
+		if seen[v.URI] {
+			m.clean = false
+			return
+		}
+		seen[v.URI] = true
+		m.variants = append(m.variants, v)
+	}
+	var pending *variant // an #EXT-X-STREAM-INF waiting for its URI
+	headers := 0
+	for i, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		line = strings.TrimRight(line, "\r")
+		switch {
+		case line == "":
+		case line == "#EXTM3U":
+			headers++
+			if i != 0 {
+				m.clean = false
+			}
+		case strings.HasPrefix(line, "#EXT-X-STREAM-INF:"):
+			if pending != nil {
+				m.clean = false // the previous entry has no URI
+				add(*pending)
+			}
+			v, ok := parseStreamInf(strings.TrimPrefix(line, "#EXT-X-STREAM-INF:"))
+			if !ok {
+				m.clean = false
+				pending = nil
+				continue
+			}
+			if v.URI != "" { // the original's form: no URI line follows
+				m.clean = false
+				add(v)
+				pending = nil
+				continue
+			}
+			pending = &v
+		case strings.HasPrefix(line, "#EXT-X-VERSION:"):
+		case strings.HasPrefix(line, "#"):
+			// #EXT-X-ENDLIST (or the original's "##EXT-X-ENDLIST"), a
+			// media playlist tag: not in a master.
+			m.clean = false
+		default: // a URI
+			if pending == nil {
+				m.clean = false
+				continue
+			}
+			pending.URI = line
+			add(*pending)
+			pending = nil
+		}
+	}
+	if pending != nil {
+		m.clean = false
+		add(*pending)
+	}
+	if headers != 1 {
+		m.clean = false
+	}
+	return m
+}
+
+// parseStreamInf reads an #EXT-X-STREAM-INF attribute list. A WxH
+// RESOLUTION leaves URI empty (the next line holds it); the original's
+// playlist path as RESOLUTION gives both the size and the URI.
+func parseStreamInf(attrs string) (variant, bool) {
+	var v variant
+	for attrs != "" {
+		name, rest, ok := strings.Cut(attrs, "=")
+		if !ok {
+			return variant{}, false
+		}
+		var value string
+		if strings.HasPrefix(rest, "\"") {
+			end := strings.Index(rest[1:], "\"")
+			if end < 0 {
+				return variant{}, false
+			}
+			value, rest = rest[1:end+1], rest[end+2:]
+		} else {
+			value, rest, _ = strings.Cut(rest, ",")
+			rest = "," + rest
+		}
+		attrs = strings.TrimPrefix(rest, ",")
+		switch strings.TrimSpace(name) {
+		case "BANDWIDTH":
+			v.Bandwidth, _ = strconv.Atoi(value)
+		case "CODECS":
+			v.Codecs = value
+		case "RESOLUTION":
+			if r := resolutionWxH.FindStringSubmatch(value); r != nil {
+				v.Width, _ = strconv.Atoi(r[1])
+				v.Height, _ = strconv.Atoi(r[2])
+			} else if r := variantPath.FindStringSubmatch(value); r != nil {
+				v.Width, _ = strconv.Atoi(r[1])
+				v.Height, _ = strconv.Atoi(r[2])
+				v.URI = r[1] + "x" + r[2] + "/playlist.m3u8"
+			} else {
+				return variant{}, false
+			}
+		}
+	}
+	if v.Bandwidth <= 0 || v.Width <= 0 || v.Height <= 0 {
+		return variant{}, false
+	}
+	return v, true
+}
+
+// uniqueVariants keeps the first variant of each URI.
+func uniqueVariants(vs []variant) []variant {
+	seen := map[string]bool{}
+	var out []variant
+	for _, v := range vs {
+		if !seen[v.URI] {
+			seen[v.URI] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// repairMaster rebuilds the master when it is not clean: what a Go step
+// after add_playlist_footer does, in case a Python add_playlist_footer
+// appended the original's #EXT-X-ENDLIST or entries in the original's form
+// are left.
+func repairMaster(c vhgctx.Context) error {
+	unlock, err := lockPlaylist(c)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	master, err := c.HLSGlobalPlaylist()
+	if err != nil {
+		return err
+	}
+	read, err := parseMasterFile(master)
+	if err != nil || read.clean {
+		return err
+	}
+	_, err = rebuildMasterLocked(c, nil, read.variants)
+	return err
 }

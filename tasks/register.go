@@ -3,6 +3,8 @@ package tasks
 import (
 	"context"
 	"errors"
+	"net/http"
+	"strings"
 
 	vhgctx "github.com/vhg/vhg-worker/context"
 	"github.com/vhg/vhg-worker/ffmpeg"
@@ -31,13 +33,15 @@ const (
 // It keeps no state between tasks: every step reads what it needs from its
 // context and the output directory, so any step may run on any host.
 type Pipeline struct {
-	deps Deps
+	deps   Deps
+	client *http.Client // downloads, within the limits of deps
 }
 
 // New returns the task handlers for deps (see Deps for the zero values;
 // it panics when deps.OutputDir is not an absolute path).
 func New(deps Deps) *Pipeline {
-	return &Pipeline{deps: deps.withDefaults()}
+	deps = deps.withDefaults()
+	return &Pipeline{deps: deps, client: newDownloadClient(deps, deps.DownloadHosts.control)}
 }
 
 // Register registers every adaptation.commons task on mux, with acks_late
@@ -74,7 +78,8 @@ func Register(mux *worker.ServeMux, deps Deps) *Pipeline {
 
 // ErrBadInput is wrapped by the errors of a request that cannot succeed as
 // given: a refused URL or path, a context that fails validation, a file
-// with no video, a rendition taller than the source. Python clients see
+// with no video or in a refused format (ffmpeg.ErrInputRefused, which is
+// a ValueError too), a rendition taller than the source. Python clients see
 // them as ValueError; every other failure is a RuntimeError.
 var ErrBadInput = errors.New("bad input")
 
@@ -92,7 +97,7 @@ func pythonErrors(h worker.HandlerFunc) worker.HandlerFunc {
 		}
 		excType := "RuntimeError"
 		if errors.Is(err, ErrBadInput) || errors.Is(err, vhgctx.ErrUnsafePath) ||
-			errors.Is(err, ffmpeg.ErrNoVideoStream) || errors.As(err, new(*vhgctx.KeyError)) {
+			errors.Is(err, ffmpeg.ErrNoVideoStream) || errors.Is(err, ffmpeg.ErrInputRefused) || errors.As(err, new(*vhgctx.KeyError)) {
 			excType = "ValueError"
 		}
 		return result, &worker.TaskError{Module: "builtins", Type: excType, Args: []any{err.Error()}, Err: err}
@@ -105,4 +110,31 @@ func isFlowControl(err error) bool {
 	return errors.Is(err, worker.ErrIgnore) ||
 		errors.As(err, new(*worker.RetryError)) ||
 		errors.As(err, new(*worker.RejectError))
+}
+
+// FailureQueue returns the queue that carries the notify_failure errbacks
+// of the workflows whose steps go to queue: "vhg.failures.<queue>". Only Go
+// workers consume it (see WithFailureQueues); it is declared as Celery
+// declares a task queue (durable, bound to a direct exchange of its name),
+// by the Go workers at start and by whoever publishes to it, Python Celery
+// included, so a notice published while no Go worker runs waits there.
+func FailureQueue(queue string) string { return "vhg.failures." + queue }
+
+// WithFailureQueues returns queues followed by the failure queue of each
+// (skipping failure queues already listed): what a Go worker running the
+// pipeline consumes.
+func WithFailureQueues(queues []string) []string {
+	out := append([]string(nil), queues...)
+	listed := map[string]bool{}
+	for _, q := range queues {
+		listed[q] = true
+	}
+	for _, q := range queues {
+		if strings.HasPrefix(q, FailureQueue("")) || listed[FailureQueue(q)] {
+			continue
+		}
+		listed[FailureQueue(q)] = true
+		out = append(out, FailureQueue(q))
+	}
+	return out
 }

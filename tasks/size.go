@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	vhgctx "github.com/vhg/vhg-worker/context"
 	"github.com/vhg/vhg-worker/ffmpeg"
@@ -19,7 +20,7 @@ func (p *Pipeline) GetVideoSize(ctx context.Context, t *worker.Task) (any, error
 	if err != nil {
 		return nil, err
 	}
-	path, err := originalFile(c)
+	path, err := p.originalFile(c)
 	if err != nil {
 		return nil, fmt.Errorf("tasks: get_video_size: %w", err)
 	}
@@ -50,6 +51,13 @@ func probeVideo(ctx context.Context, path string) (ffmpeg.Stream, *ffmpeg.ProbeR
 func videoOf(name string, probe *ffmpeg.ProbeResult, err error) (ffmpeg.Stream, *ffmpeg.ProbeResult, error) {
 	var exit *ffmpeg.ExitError
 	switch {
+	case errors.Is(err, ffmpeg.ErrInputRefused):
+		return ffmpeg.Stream{}, nil, fmt.Errorf("%s is not in a video container this worker reads (%s; playlists and concat lists are refused): %w: %w",
+			name, strings.Join(ffmpeg.SourceFormats(), ", "), err, ErrBadInput)
+	case errors.As(err, &exit) && strings.Contains(exit.Stderr, "Connection timed out"):
+		// A remote original that stalled (-rw_timeout) or did not answer:
+		// a network failure, which a retry may not meet.
+		return ffmpeg.Stream{}, nil, fmt.Errorf("probe %s: %w", name, err)
 	case errors.As(err, &exit):
 		return ffmpeg.Stream{}, nil, fmt.Errorf("%s is not a media file ffprobe can read: %w: %w", name, err, ErrBadInput)
 	case err != nil:

@@ -55,7 +55,7 @@ func (p *Pipeline) transcode(ctx context.Context, t *worker.Task, c vhgctx.Conte
 	if err != nil {
 		return "", err
 	}
-	input, err := originalFile(c)
+	input, err := p.originalFile(c)
 	if err != nil {
 		return "", err
 	}

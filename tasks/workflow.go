@@ -33,11 +33,12 @@ func (p *Pipeline) EncodeWorkflow(ctx context.Context, t *worker.Task) (any, err
 	}
 	id := strings.ReplaceAll(worker.NewTaskID(), "-", "")
 	wf := Workflow{
-		URL:        rawURL,
-		FolderOut:  filepath.Join(p.deps.OutputDir, id),
-		ID:         id,
-		MainTaskID: t.ID(),
-		Renditions: renditions,
+		URL:          rawURL,
+		FolderOut:    filepath.Join(p.deps.OutputDir, id),
+		ID:           id,
+		MainTaskID:   t.ID(),
+		Renditions:   renditions,
+		FailureQueue: p.deps.FailureQueue,
 	}
 	lastID, err := t.Client().Apply(ctx, wf.Canvas())
 	if err != nil {
@@ -56,7 +57,7 @@ func (p *Pipeline) renditionsFor(ctx context.Context, rawURL string) ([]Renditio
 	}
 	var video ffmpeg.Stream
 	if src.url != "" {
-		probe, err := ffmpeg.ProbeURL(ctx, src.url)
+		probe, err := p.probeRemote(ctx, src.url)
 		video, _, err = videoOf(src.url, probe, err)
 		if err != nil {
 			return nil, err
@@ -88,6 +89,9 @@ type Workflow struct {
 	ID         string // a uuid4 hex
 	MainTaskID string // the id of encode_workflow: the root of every step
 	Renditions []Rendition
+	// FailureQueue is the queue of the notify_failure errbacks: one only
+	// Go workers consume (see FailureQueue); empty means FailureQueue("celery").
+	FailureQueue string
 }
 
 // Canvas returns the canvas of the original workflow (the same task names,
@@ -104,9 +108,17 @@ type Workflow struct {
 // with notify_failure(main_task_id=...) as errback (link_error) of the
 // outer chain, of each header chain and of the body chain, so that every
 // step carries it once: Celery copies a chain's link_error to each of its
-// steps.
+// steps. The errback is routed to FailureQueue: the original Python
+// workers have no notify_failure task, and whichever worker runs the
+// failing step, Go or Python, publishes the errback there, where only Go
+// workers consume.
 func (w Workflow) Canvas() protocol.Signature {
-	errback := protocol.Signature{Task: NameNotifyFailure, Args: []any{}, Kwargs: map[string]any{"main_task_id": w.MainTaskID}}
+	failures := w.FailureQueue
+	if failures == "" {
+		failures = FailureQueue("celery")
+	}
+	errback := protocol.Signature{Task: NameNotifyFailure, Args: []any{}, Kwargs: map[string]any{"main_task_id": w.MainTaskID},
+		Options: protocol.Options{Queue: failures}}
 	withErrback := func(s protocol.Signature) protocol.Signature {
 		s.Options.LinkError = []protocol.Signature{errback}
 		return s

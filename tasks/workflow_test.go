@@ -151,6 +151,11 @@ func TestCanvasMatchesCapturedTrace(t *testing.T) {
 		embed.Errbacks[0]["kwargs"].(map[string]any)["main_task_id"] != wf.MainTaskID {
 		t.Errorf("download_file errbacks = %v, want one notify_failure(main_task_id=%s)", embed.Errbacks, wf.MainTaskID)
 	}
+	// ... routed to the queue only Go workers consume: the original Python
+	// workers have no notify_failure.
+	if opts, _ := embed.Errbacks[0]["options"].(map[string]any); opts["queue"] != FailureQueue("celery") {
+		t.Errorf("notify_failure errback options = %v, want queue %q", embed.Errbacks[0]["options"], FailureQueue("celery"))
+	}
 }
 
 func mustJSON(t *testing.T, v any) []byte {

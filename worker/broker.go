@@ -38,6 +38,10 @@ type DeliveryInfo struct {
 	// x-delivery-limit); zero means none known. The Server ends the
 	// message as FAILURE at the last delivery the broker allows.
 	DeliveryLimit int
+	// DeliveryTag is the broker's number for the delivery on its channel
+	// (AMQP's delivery tag), for log lines about a message that has no
+	// usable task id; zero when the broker has none.
+	DeliveryTag uint64
 }
 
 // Delivery is one received task message. Ack and Reject must be called at
@@ -77,6 +81,18 @@ type LeasingDelivery interface {
 // message it has not started, as Celery does after a reconnect.
 type StaleDelivery interface {
 	Stale() bool
+}
+
+// ReturningDelivery is implemented by deliveries whose broker tells a
+// message given back on purpose (Reject with requeue: a shutdown, a task
+// asking for it), which does not count as a redelivery, from one given
+// back because handling it failed, which does.
+type ReturningDelivery interface {
+	Delivery
+	// Return gives the message back to its queue as a failed delivery:
+	// when it comes back, DeliveryInfo.Redeliveries counts it (and a
+	// RabbitMQ quorum queue's x-delivery-limit).
+	Return() error
 }
 
 // DelayingDelivery is implemented by deliveries whose broker can keep a

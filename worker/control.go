@@ -215,6 +215,9 @@ var controlCommands = map[string]controlCommand{
 	"heartbeat":      (*Control).heartbeat,
 	"shutdown":       (*Control).shutdown,
 	"hello":          (*Control).hello,
+	"rate_limit":     (*Control).rateLimit,
+	"time_limit":     (*Control).timeLimit,
+	"autoscale":      (*Control).autoscale,
 }
 
 // errNoReply is returned by commands that answer nothing, as Celery's
@@ -263,9 +266,9 @@ func (e *controlError) Error() string { return "worker: " + e.msg }
 func errorRepr(err error) string {
 	var ce *controlError
 	if errors.As(err, &ce) {
-		return fmt.Sprintf("%s(%s)", ce.pyType, protocol.PythonRepr(ce.msg))
+		return fmt.Sprintf("%s(%s)", ce.pyType, protocol.StrRepr(ce.msg))
 	}
-	return fmt.Sprintf("Exception(%s)", protocol.PythonRepr(err.Error()))
+	return fmt.Sprintf("Exception(%s)", protocol.StrRepr(err.Error()))
 }
 
 func okReply(msg string) map[string]any { return map[string]any{"ok": msg} }

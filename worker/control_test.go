@@ -177,7 +177,7 @@ func TestControlCommands(t *testing.T) {
 		{"revoke", map[string]any{"task_id": "id-4", "terminate": true, "signal": "SIGKILL"}, `{"ok": "terminate: tasks unknown"}`},
 		{"terminate", map[string]any{"task_id": "id-5", "signal": "TERM"}, `{"ok": "terminate: tasks unknown"}`},
 		{"revoked", nil, `["id-1", "id-2", "id-3", "id-4", "id-5"]`},
-		{"revoke", map[string]any{}, `{"error": "TypeError('missing required argument: \\'task_id\\'')"}`},
+		{"revoke", map[string]any{}, `{"error": "TypeError(\"missing required argument: 'task_id'\")"}`},
 		{"revoke", map[string]any{"task_id": "x", "terminate": true, "signal": "SIGWHAT"}, `{"error": "TypeError('Unsupported signal: SIGWHAT')"}`},
 		{"no_such_command", nil, `{"error": "KeyError('no_such_command')"}`},
 		{"enable_events", nil, `{"ok": "task events enabled"}`},
@@ -384,12 +384,14 @@ type recordingPublisher struct {
 	mu     sync.Mutex
 	events []protocol.Event
 	fail   error
+	failed int // publishes refused while fail was set
 }
 
 func (p *recordingPublisher) PublishEvent(_ context.Context, e protocol.Event) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.fail != nil {
+		p.failed++
 		return p.fail
 	}
 	p.events = append(p.events, e)
@@ -400,6 +402,12 @@ func (p *recordingPublisher) all() []protocol.Event {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.events)
+}
+
+func (p *recordingPublisher) refused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
 }
 
 func (p *recordingPublisher) types() []string {

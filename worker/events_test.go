@@ -154,14 +154,19 @@ func TestEventsHeartbeats(t *testing.T) {
 	waitUntil(t, "three heartbeats", func() bool {
 		return slices.Index(pub.types(), protocol.EventWorkerHeartbeat) >= 0 && len(pub.all()) >= 4
 	})
-	// A broker outage does not stop the heartbeats.
+	// A broker outage does not stop the heartbeats: some are refused while
+	// it lasts, and they go on once it ends.
 	pub.mu.Lock()
 	pub.fail = errors.New("connection closed")
 	pub.mu.Unlock()
-	time.Sleep(30 * time.Millisecond)
+	waitUntil(t, "a heartbeat refused during the outage", func() bool { return pub.refused() >= 2 })
 	pub.mu.Lock()
 	pub.fail = nil
+	before := len(pub.events)
 	pub.mu.Unlock()
+	waitUntil(t, "a heartbeat after the outage", func() bool {
+		return slices.Index(pub.types()[before:], protocol.EventWorkerHeartbeat) >= 0
+	})
 	cancel()
 	<-done
 

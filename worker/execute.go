@@ -36,6 +36,21 @@ func (e hardTimeLimitError) Error() string {
 //   - acks_late on: ack after the outcome is stored, whatever it is, except
 //     a RejectError (reject as asked) and a hard stop before the task
 //     finished (requeue, so another worker runs it).
+//
+// Storing the outcome can fail even after the backend's own retries (Redis
+// or RabbitMQ down for minutes). The message is then never acknowledged
+// as if all were well (Celery acknowledges it and the result is lost):
+//
+//   - acks_late on: the message is rejected with requeue, so the task runs
+//     again later (its steps are idempotent, as for a redelivery after a
+//     crash) and the outcome is stored then. The broker adapter counts the
+//     return as a redelivery, so Config.MaxRedeliveries bounds the loop.
+//   - acks_late off: the message was acknowledged when the task started;
+//     nothing can bring it back. The loss is logged at error level with
+//     the task id and counted (EventStoreFailed, the metrics'
+//     vhg_worker_result_store_failures_total).
+//   - a RejectError without requeue is rejected as asked, the loss logged
+//     and counted the same way.
 func (s *Server) execute(r *request) {
 	log := r.log
 	if !r.start() {
@@ -100,9 +115,10 @@ func (s *Server) execute(r *request) {
 	}
 
 	log = log.WithField("runtime", runtime.Round(time.Microsecond))
+	var storeErr error // the outcome could not be stored
 	switch {
 	case err == nil:
-		s.onSuccess(ctx, r, result, log)
+		storeErr = s.onSuccess(ctx, r, result, log)
 	case errors.Is(err, ErrIgnore):
 		log.Info("task ignored")
 	default:
@@ -110,18 +126,28 @@ func (s *Server) execute(r *request) {
 		var reject *RejectError
 		switch {
 		case errors.As(err, &retry):
-			s.onRetry(ctx, r, retry, log)
+			storeErr = s.onRetry(ctx, r, retry, log)
 		case errors.As(err, &reject):
 			log.WithError(reject.Cause).WithField("requeue", reject.Requeue).Warn("task rejected")
 			if !reject.Requeue {
-				s.onFailure(ctx, r, err, log)
+				if err := s.onFailure(ctx, r, err, log); err != nil {
+					log.WithError(err).Error("the task's FAILURE could not be stored; rejecting its message as the task asked: the outcome is lost")
+				}
 			}
 			r.reject(log, reject.Requeue)
 			s.notify(TaskEvent{Type: protocol.EventTaskRejected, Msg: r.msg, Requeue: reject.Requeue})
 			return
 		default:
-			s.onFailure(ctx, r, err, log)
+			storeErr = s.onFailure(ctx, r, err, log)
 		}
+	}
+	if storeErr != nil {
+		if r.config.AcksLate {
+			log.WithError(storeErr).Error("the task's outcome could not be stored: requeueing its message, so the task runs again")
+			r.giveBack(log)
+			return
+		}
+		log.WithError(storeErr).Error("the task's outcome could not be stored and its message was acknowledged when it started: the outcome is lost")
 	}
 	r.ack(log)
 }
@@ -215,48 +241,60 @@ func (e *timeLimitFailure) Unwrap() error { return e.err }
 // errTerminated is the outcome of a task cancelled by revoke --terminate.
 var errTerminated = errors.New("worker: task terminated by revoke")
 
-func (s *Server) onSuccess(ctx context.Context, r *request, result any, log logrus.FieldLogger) {
+// onSuccess stores SUCCESS and goes on with the workflow. It returns the
+// error of storing the outcome, after the rest is done (the chord join
+// counts a task id once, so a run again joins nothing twice).
+func (s *Server) onSuccess(ctx context.Context, r *request, result any, log logrus.FieldLogger) error {
 	children, err := s.client.afterSuccess(ctx, r.msg, result)
 	if err != nil {
 		// The task ran, but the workflow cannot go on: say so loudly and
 		// store FAILURE so nobody waits for the next step forever.
 		log.WithError(err).Error("task succeeded but applying its callbacks/chain failed")
-		s.onFailure(ctx, r, fmt.Errorf("applying the next step: %w", err), log)
-		return
+		return s.onFailure(ctx, r, fmt.Errorf("applying the next step: %w", err), log)
 	}
+	var storeErr error
 	if !r.ignoreResult() {
-		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateSuccess, Result: result, Children: children})
+		storeErr = s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateSuccess, Result: result, Children: children})
 	}
 	log.Info("task succeeded")
 	s.notify(TaskEvent{Type: protocol.EventTaskSucceeded, Msg: r.msg, Result: result, Runtime: r.runtime})
 	s.client.chordPartReturn(ctx, r.msg, protocol.StateSuccess, result)
+	return storeErr
 }
 
-func (s *Server) onFailure(ctx context.Context, r *request, err error, log logrus.FieldLogger) {
+// onFailure stores FAILURE (REVOKED when terminated) and runs the
+// errbacks. It returns the error of storing the outcome.
+func (s *Server) onFailure(ctx context.Context, r *request, err error, log logrus.FieldLogger) error {
 	var exc protocol.ExceptionInfo
 	var tlf *timeLimitFailure
 	switch {
 	case errors.As(err, &tlf):
 		exc = tlf.exc
 	case errors.Is(err, errTerminated):
-		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: taskRevoked("terminated")})
+		storeErr := s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: taskRevoked("terminated")})
 		log.Warn("task terminated")
 		s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, taskRevoked("terminated"))
 		s.notify(TaskEvent{Type: protocol.EventTaskRevoked, Msg: r.msg, Terminated: true, Signum: s.terminatedWith(r.msg.ID), Runtime: r.runtime})
-		return
+		return storeErr
 	default:
 		exc = ExceptionFor(err)
 	}
 	tb := traceback(r.msg.Task, r.msg.ID, exc, err)
 	log.WithError(err).Error("task failed")
+	var storeErr error
 	if !r.ignoreResult() {
-		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
+		storeErr = s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
 	}
 	s.notify(TaskEvent{Type: protocol.EventTaskFailed, Msg: r.msg, Exception: exc, Traceback: tb, Runtime: r.runtime})
 	s.client.afterFailure(ctx, r.msg, exc, tb)
+	return storeErr
 }
 
-func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log logrus.FieldLogger) {
+// onRetry republishes the message for a retry and stores RETRY. RETRY is
+// not an outcome: once the retry is published, failing to store it loses
+// nothing (the retry stores the outcome), so only a final FAILURE's store
+// error is returned.
+func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log logrus.FieldLogger) error {
 	max := r.config.MaxRetries
 	if max == 0 {
 		max = 3
@@ -270,8 +308,7 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 			cause = &TaskError{Module: "celery.exceptions", Type: "MaxRetriesExceededError",
 				Args: []any{fmt.Sprintf("Can't retry %s[%s] args:%v kwargs:%v", r.msg.Task, r.msg.ID, r.msg.Args, r.msg.Kwargs)}}
 		}
-		s.onFailure(ctx, r, cause, log)
-		return
+		return s.onFailure(ctx, r, cause, log)
 	}
 	eta := retry.ETA
 	if eta.IsZero() {
@@ -290,8 +327,7 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 	if err := s.client.publish(ctx, &next, Route{Exchange: info.Exchange, RoutingKey: info.RoutingKey}); err != nil {
 		// Celery turns a failed retry publish into Reject(requeue=False).
 		log.WithError(err).Error("republishing the retry failed")
-		s.onFailure(ctx, r, fmt.Errorf("retry publish failed: %w", err), log)
-		return
+		return s.onFailure(ctx, r, fmt.Errorf("retry publish failed: %w", err), log)
 	}
 	var exc any
 	tb := ""
@@ -310,4 +346,5 @@ func (s *Server) onRetry(ctx context.Context, r *request, retry *RetryError, log
 		event.Exception = info
 	}
 	s.notify(event)
+	return nil
 }

@@ -56,6 +56,7 @@ func (s *Server) watchHold(r *request) {
 
 // holdLimit runs when r has been held for MaxHold.
 func (s *Server) holdLimit(r *request, ld LeasingDelivery) {
+	defer func() { s.lastNet(r, "hold limit", recover()) }()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.acked.Load() || r.leased {
@@ -168,7 +169,7 @@ func (s *Server) tooManyRedeliveries(ctx context.Context, r *request) bool {
 	tb := traceback(r.msg.Task, r.msg.ID, exc, err)
 	r.log.WithFields(logrus.Fields{"redeliveries": n, "limit": max}).Error("giving up on a message that keeps coming back: storing FAILURE")
 	if !r.ignoreResult() {
-		s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
+		s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
 	}
 	s.notify(TaskEvent{Type: protocol.EventTaskFailed, Msg: r.msg, Exception: exc, Traceback: tb})
 	s.client.afterFailure(ctx, r.msg, exc, tb)

@@ -183,6 +183,10 @@ func (s *Server) Stats() Stats {
 	}
 }
 
+// Registered reports whether a task name is registered in the Server's
+// ServeMux (builtins included).
+func (s *Server) Registered(name string) bool { return s.mux.Has(name) }
+
 // Clock is the worker's Lamport clock, shared by its events and its
 // remote control replies.
 func (s *Server) Clock() *protocol.LamportClock { return &s.clock }

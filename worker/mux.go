@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Handler runs one task. The returned value is stored as the task's result
@@ -42,6 +43,9 @@ type TaskConfig struct {
 	// DefaultRetryDelay is the countdown of a retry that names none; zero
 	// means Celery's default of 180 s.
 	DefaultRetryDelay time.Duration
+	// RateLimit is how many tasks of this name may start per second on
+	// this worker (Celery's rate_limit; see RateLimit); zero means no limit.
+	RateLimit float64
 }
 
 // TaskOption changes a TaskConfig when a task is registered.
@@ -93,6 +97,9 @@ func (m *ServeMux) Handle(name string, h Handler, opts ...TaskOption) {
 	if name == "" {
 		panic("worker: empty task name")
 	}
+	if !utf8.ValidString(name) {
+		panic(fmt.Sprintf("worker: task name %q is not valid UTF-8", name))
+	}
 	if h == nil {
 		panic(fmt.Sprintf("worker: nil handler for task %q", name))
 	}
@@ -133,6 +140,28 @@ func (m *ServeMux) lookup(name string) (Handler, TaskConfig, bool) {
 		h = m.middleware[i](h)
 	}
 	return h, e.config, true
+}
+
+// config returns the current config of a registered task.
+func (m *ServeMux) config(name string) (TaskConfig, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	e, ok := m.entries[name]
+	return e.config, ok
+}
+
+// configure changes the config of a registered task at run time (the
+// rate_limit and time_limit control commands); it reports false for an
+// unknown name.
+func (m *ServeMux) configure(name string, change func(*TaskConfig)) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.entries[name]
+	if ok {
+		change(&e.config)
+		m.entries[name] = e
+	}
+	return ok
 }
 
 // Has reports whether a task name is registered.

@@ -10,7 +10,8 @@ import (
 // Celery worker sends its task events (reference §6.1).
 type TaskEvent struct {
 	// Type is the Celery event type: protocol.EventTaskReceived, -Started,
-	// -Succeeded, -Failed, -Retried, -Revoked or -Rejected.
+	// -Succeeded, -Failed, -Retried, -Revoked or -Rejected; or
+	// EventStoreFailed.
 	Type string
 	// Msg is the request; observers must not modify it.
 	Msg *protocol.Message
@@ -31,6 +32,12 @@ type TaskEvent struct {
 	// Requeue says whether a rejected message went back to its queue.
 	Requeue bool
 }
+
+// EventStoreFailed is not a Celery event: it reports that a task's outcome
+// (its final state) could not be stored, the backend still failing after
+// its own retries. Msg is the request, Exception the storing error.
+// Observers that send Celery events ignore it; the metrics count it.
+const EventStoreFailed = "vhg-store-failed"
 
 // Observer is told about every TaskEvent: the events dispatcher turns them
 // into Celery events, the metrics collector into counters. ObserveTask runs

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +41,12 @@ type Config struct {
 	// DeliveryInfo.Redeliveries) before it ends as FAILURE instead of
 	// running again; zero means 5, a negative value no limit.
 	MaxRedeliveries int
+	// TaskTimeLimit and TaskSoftTimeLimit are the hard and soft time limits
+	// of every task whose message and registration set none (Celery's
+	// task_time_limit and task_soft_time_limit, --time-limit and
+	// --soft-time-limit); zero means none.
+	TaskTimeLimit     time.Duration
+	TaskSoftTimeLimit time.Duration
 }
 
 func (c Config) withDefaults() Config {
@@ -80,6 +88,7 @@ type Server struct {
 	hardStop context.CancelCauseFunc
 
 	clock     protocol.LamportClock
+	rates     rateLimits
 	revoked   *revokedSet
 	observers []Observer
 	created   time.Time
@@ -161,7 +170,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			defer pool.Done()
 			for r := range work {
-				s.execute(r)
+				s.executeSafely(r)
 			}
 		}()
 	}
@@ -201,19 +210,79 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 				}
 				return errors.New("worker: broker closed the delivery channel")
 			}
-			r := s.receive(ctx, d)
+			r := s.accept(ctx, d)
 			if r == nil {
 				continue
 			}
-			s.watchHold(r)
-			s.hold(r, !r.msg.ETA.IsZero() && time.Now().Before(r.msg.ETA))
 			held.Add(1)
 			go func() {
 				defer held.Done()
+				defer func() { s.lastNet(r, "hand", recover()) }()
 				s.hand(ctx, r, work)
 			}()
 		}
 	}
+}
+
+// accept receives one delivery: it returns the request, held until it
+// runs, or nil when the message was settled here (invalid, unknown,
+// expired, revoked, postponed) or when handling it panicked (lastNet).
+func (s *Server) accept(ctx context.Context, d Delivery) (r *request) {
+	r = &request{delivery: d, log: s.log, gone: make(chan struct{}), ackLost: s.ackLost}
+	defer func() {
+		if p := recover(); p != nil {
+			s.lastNet(r, "receive", p)
+			r = nil
+		}
+	}()
+	r.log = s.log.WithField("delivery_tag", d.Info().DeliveryTag)
+	if !s.receive(ctx, r) {
+		return nil
+	}
+	s.watchHold(r)
+	s.hold(r, !r.msg.ETA.IsZero() && time.Now().Before(r.msg.ETA))
+	return r
+}
+
+// executeSafely runs execute under the last net.
+func (s *Server) executeSafely(r *request) {
+	defer func() { s.lastNet(r, "execute", recover()) }()
+	s.execute(r)
+}
+
+// lastNet is the last net under every goroutine that handles one message
+// (receive, hand, execute, the hold timer): a panic that escaped
+// everything else is logged with its stack and the delivery tag, a
+// FAILURE is stored when the task id is known and no outcome was stored
+// yet, and the message is rejected without requeue (a panic would most
+// likely come back with it, on every worker in turn). The worker goes on.
+// p is what recover returned; nil means no panic.
+func (s *Server) lastNet(r *request, stage string, p any) {
+	if p == nil {
+		return
+	}
+	log := r.log.WithFields(logrus.Fields{"panic": fmt.Sprint(p), "stage": stage, "stack": string(debug.Stack())})
+	log.Error("panic while handling a message: rejecting it without requeue; the worker goes on")
+	// Each step on its own: a second panic must not skip the others.
+	safely := func(what string, f func()) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.WithField("second_panic", fmt.Sprint(p)).Error(what + " panicked too")
+			}
+		}()
+		f()
+	}
+	safely("unholding", func() { s.unhold(r) })
+	if r.msg != nil && r.msg.ID != "" && !r.outcome.Load() && !r.ignoreResult() {
+		safely("storing FAILURE", func() {
+			exc := protocol.ExceptionInfo{Module: "builtins", Type: "RuntimeError",
+				Message: []any{fmt.Sprintf("panic while handling the message (%s): %v", stage, p)}}
+			r.outcome.Store(true)
+			s.store(context.Background(), r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateFailure,
+				Result: exc, Traceback: traceback(r.msg.Task, r.msg.ID, exc, nil)})
+		})
+	}
+	safely("rejecting", func() { r.reject(log, false) })
 }
 
 // hand waits for the request's ETA, then for a free slot, and gives it to
@@ -221,16 +290,7 @@ func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work c
 // held (see Reserved and Scheduled) until execute takes it.
 func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
-		timer := time.NewTimer(wait)
-		defer timer.Stop()
-		select {
-		case <-timer.C:
-		case <-r.gone: // postponed
-			s.unhold(r)
-			return
-		case <-ctx.Done():
-			s.unhold(r)
-			r.requeue(s.log)
+		if !s.wait(ctx, r, wait) {
 			return
 		}
 		// Expiry is checked again before running (revocation in execute).
@@ -240,6 +300,11 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 		}
 		s.hold(r, false)
 	}
+	if cfg, ok := s.mux.config(r.msg.Task); ok {
+		if turn := s.rates.wait(r.msg.Task, cfg.RateLimit, time.Now()); turn > 0 && !s.wait(ctx, r, turn) {
+			return
+		}
+	}
 	select {
 	case work <- r:
 	case <-r.gone: // postponed
@@ -247,6 +312,25 @@ func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	case <-ctx.Done():
 		s.unhold(r)
 		r.requeue(s.log)
+	}
+}
+
+// wait holds r for d (its ETA, or its turn under a rate limit). It reports
+// false when r left this worker meanwhile: postponed by the hold timer, or
+// requeued because ctx is done.
+func (s *Server) wait(ctx context.Context, r *request, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-r.gone: // postponed
+		s.unhold(r)
+		return false
+	case <-ctx.Done():
+		s.unhold(r)
+		r.requeue(s.log)
+		return false
 	}
 }
 
@@ -275,6 +359,9 @@ type request struct {
 	// connection while its task was still running here.
 	adopted atomic.Pointer[Delivery]
 	ackLost *revokedSet // the Server's
+	// outcome is set once the task's final state is being stored, so
+	// that lastNet does not store a FAILURE over it.
+	outcome atomic.Bool
 }
 
 func (r *request) ack(log logrus.FieldLogger) {
@@ -309,36 +396,64 @@ func (r *request) reject(log logrus.FieldLogger, requeue bool) {
 
 func (r *request) requeue(log logrus.FieldLogger) { r.reject(log, true) }
 
-// receive decodes and checks a delivery. It returns nil when the message was
-// settled here (invalid, unknown, expired).
-func (s *Server) receive(ctx context.Context, d Delivery) *request {
-	env := d.Envelope()
-	msg, err := protocol.Decode(env)
-	if err != nil {
-		s.rejectInvalid(ctx, d, env, err)
-		return nil
+// giveBack returns the message to its queue as a failed delivery, which
+// counts as a redelivery (ReturningDelivery), so that Config.MaxRedeliveries
+// bounds how often it comes back; a plain requeue where the delivery
+// cannot tell.
+func (r *request) giveBack(log logrus.FieldLogger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.settled()
+	if r.acked.Swap(true) {
+		return
 	}
-	log := s.log.WithFields(logrus.Fields{"task": msg.Task, "id": msg.ID, "retries": msg.Retries})
+	var err error
+	if rd, ok := r.current().(ReturningDelivery); ok {
+		err = rd.Return()
+	} else {
+		err = r.current().Reject(true)
+	}
+	if err != nil {
+		log.WithError(err).Error("giving the message back failed")
+	}
+}
+
+// receive decodes and checks r's delivery and fills r in. It returns false
+// when the message was settled here (invalid, unknown, expired, revoked,
+// postponed).
+func (s *Server) receive(ctx context.Context, r *request) bool {
+	r.env = r.delivery.Envelope()
+	msg, err := protocol.Decode(r.env)
+	if err != nil {
+		s.rejectInvalid(ctx, r, err)
+		return false
+	}
+	r.msg = msg
+	r.log = r.log.WithFields(logrus.Fields{"task": msg.Task, "id": msg.ID, "retries": msg.Retries})
 	h, cfg, ok := s.mux.lookup(msg.Task)
+	if cfg.TimeLimit == 0 {
+		cfg.TimeLimit = s.cfg.TaskTimeLimit
+	}
+	if cfg.SoftTimeLimit == 0 {
+		cfg.SoftTimeLimit = s.cfg.TaskSoftTimeLimit
+	}
 	if !ok {
 		// Celery: log, reject without requeue, store NotRegistered.
-		log.Error("received unregistered task; rejecting it (is a worker for it consuming this queue?)")
+		r.log.Error("received unregistered task; rejecting it (is a worker for it consuming this queue?)")
 		exc := notRegistered(msg.Task)
 		tb := traceback(msg.Task, msg.ID, exc, nil)
-		s.storeFailure(ctx, msg, exc, tb)
+		s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: msg.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
 		s.notify(TaskEvent{Type: protocol.EventTaskFailed, Msg: msg, Exception: exc, Traceback: tb})
-		if err := d.Reject(false); err != nil {
-			log.WithError(err).Error("reject failed")
-		}
-		return nil
+		r.reject(r.log, false)
+		return false
 	}
-	r := &request{delivery: d, env: env, msg: msg, handler: h, config: cfg, log: log, gone: make(chan struct{}), ackLost: s.ackLost}
+	r.handler, r.config = h, cfg
 	if s.adopt(r) || s.settledBefore(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.delayETA(ctx, r) {
-		return nil
+		return false
 	}
-	log.WithField("eta", msg.ETA).Debug("task received")
+	r.log.WithField("eta", msg.ETA).Debug("task received")
 	s.notify(TaskEvent{Type: protocol.EventTaskReceived, Msg: msg})
-	return r
+	return true
 }
 
 // expired settles a request whose expires time has passed: REVOKED stored,
@@ -349,7 +464,7 @@ func (s *Server) expired(ctx context.Context, r *request) bool {
 	}
 	r.log.WithField("expires", r.msg.Expires).Info("task expired; storing REVOKED")
 	exc := taskRevoked("expired")
-	s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
+	s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
 	s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, exc)
 	s.notify(TaskEvent{Type: protocol.EventTaskRevoked, Msg: r.msg, Expired: true})
 	r.ack(r.log)
@@ -365,7 +480,7 @@ func (s *Server) discardRevoked(ctx context.Context, r *request) bool {
 	}
 	r.log.Info("discarding revoked task; storing REVOKED")
 	exc := taskRevoked("revoked")
-	s.store(ctx, r.msg, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
+	s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
 	s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, exc)
 	s.notify(TaskEvent{Type: protocol.EventTaskRevoked, Msg: r.msg})
 	r.ack(r.log)
@@ -374,10 +489,13 @@ func (s *Server) discardRevoked(ctx context.Context, r *request) bool {
 
 // rejectInvalid drops a message that cannot be decoded. Celery rejects it
 // without a trace in the backend; we also store a FAILURE when the id is
-// known, so a client waiting on it gets an error instead of waiting forever.
-func (s *Server) rejectInvalid(ctx context.Context, d Delivery, env protocol.Envelope, err error) {
+// known and usable (protocol.DecodeError carries only values that passed
+// the decoder's checks), so a client waiting on it gets an error instead
+// of waiting forever. Without one, the log line (with the delivery tag)
+// is all that is left of it.
+func (s *Server) rejectInvalid(ctx context.Context, r *request, err error) {
 	var de *protocol.DecodeError
-	log := s.log.WithError(err).WithField("content_type", env.ContentType)
+	log := r.log.WithError(err).WithField("content_type", shortText(r.env.ContentType))
 	if errors.As(err, &de) {
 		log = log.WithFields(logrus.Fields{"task": de.Task, "id": de.TaskID})
 		if de.TaskID != "" {
@@ -385,14 +503,21 @@ func (s *Server) rejectInvalid(ctx context.Context, d Delivery, env protocol.Env
 			if errors.Is(err, protocol.ErrContentDisallowed) {
 				exc = protocol.ExceptionInfo{Module: "kombu.exceptions", Type: "ContentDisallowed", Message: []any{err.Error()}}
 			}
-			msg := &protocol.Message{ID: de.TaskID, Task: de.Task, ReplyTo: env.ReplyTo, CorrelationID: env.CorrelationID}
-			s.storeFailure(ctx, msg, exc, traceback(de.Task, de.TaskID, exc, err))
+			r.msg = &protocol.Message{ID: de.TaskID, Task: de.Task, ReplyTo: de.ReplyTo, CorrelationID: de.CorrelationID}
+			s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: de.TaskID, Status: protocol.StateFailure, Result: exc, Traceback: traceback(de.Task, de.TaskID, exc, err)})
 		}
 	}
 	log.Error("rejecting undecodable task message")
-	if err := d.Reject(false); err != nil {
-		s.log.WithError(err).Error("reject failed")
+	r.reject(log, false)
+}
+
+// shortText makes a value from a message safe for a log field: valid
+// UTF-8, at most 64 bytes.
+func shortText(s string) string {
+	if len(s) > 64 {
+		s = s[:64] + "..."
 	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // store writes a state unless the backend is absent.
@@ -400,6 +525,15 @@ func (s *Server) store(ctx context.Context, req *protocol.Message, meta protocol
 	return s.client.storeState(ctx, req, meta)
 }
 
-func (s *Server) storeFailure(ctx context.Context, req *protocol.Message, exc protocol.ExceptionInfo, tb string) {
-	s.store(ctx, req, protocol.ResultMeta{TaskID: req.ID, Status: protocol.StateFailure, Result: exc, Traceback: tb})
+// storeOutcome stores the final state of r's task. A failure (the
+// backend's own retries are behind it) is reported to the observers
+// (EventStoreFailed) and returned: the caller decides what becomes of the
+// message (see execute).
+func (s *Server) storeOutcome(ctx context.Context, r *request, meta protocol.ResultMeta) error {
+	r.outcome.Store(true)
+	err := s.store(ctx, r.msg, meta)
+	if err != nil {
+		s.notify(TaskEvent{Type: EventStoreFailed, Msg: r.msg, Exception: ExceptionFor(err)})
+	}
+	return err
 }

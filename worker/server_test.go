@@ -279,6 +279,7 @@ func TestFailures(t *testing.T) {
 		handler worker.HandlerFunc
 		opts    []worker.TaskOption
 		limit   protocol.TimeLimit // the message's timelimit header
+		config  worker.Config      // the worker's defaults (--time-limit)
 		want    map[string]any
 	}{
 		{
@@ -336,13 +337,41 @@ func TestFailures(t *testing.T) {
 			opts:    []worker.TaskOption{worker.TimeLimits(50*time.Millisecond, 0)},
 			want:    excDict("billiard.exceptions", "TimeLimitExceeded", 0.05),
 		},
+		{
+			name:    "hard time limit from the worker",
+			handler: func(ctx context.Context, _ *worker.Task) (any, error) { waitDone(ctx); return nil, ctx.Err() },
+			config:  worker.Config{TaskTimeLimit: 50 * time.Millisecond},
+			want:    excDict("billiard.exceptions", "TimeLimitExceeded", 0.05),
+		},
+		{
+			name:    "soft time limit from the worker",
+			handler: func(ctx context.Context, _ *worker.Task) (any, error) { waitDone(ctx); return nil, context.Cause(ctx) },
+			config:  worker.Config{TaskSoftTimeLimit: 50 * time.Millisecond},
+			want:    excDict("billiard.exceptions", "SoftTimeLimitExceeded", "SoftTimeLimitExceeded()"),
+		},
+		{
+			// The task's own limit wins over the worker's, as in Celery.
+			name:    "task limit before the worker's",
+			handler: func(ctx context.Context, _ *worker.Task) (any, error) { waitDone(ctx); return nil, ctx.Err() },
+			opts:    []worker.TaskOption{worker.TimeLimits(50*time.Millisecond, 0)},
+			config:  worker.Config{TaskTimeLimit: time.Hour},
+			want:    excDict("billiard.exceptions", "TimeLimitExceeded", 0.05),
+		},
+		{
+			// And the message's wins over both.
+			name:    "message limit before the worker's",
+			handler: func(ctx context.Context, _ *worker.Task) (any, error) { waitDone(ctx); return nil, ctx.Err() },
+			limit:   protocol.TimeLimit{Hard: 50 * time.Millisecond},
+			config:  worker.Config{TaskTimeLimit: time.Hour},
+			want:    excDict("billiard.exceptions", "TimeLimitExceeded", 0.05),
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			mux := worker.NewServeMux()
 			mux.HandleFunc("t.task", tt.handler, tt.opts...)
-			w := startWorker(t, mux, worker.Config{})
+			w := startWorker(t, mux, tt.config)
 			msg := newMsg("t.task")
 			msg.TimeLimit = tt.limit
 			id := w.send(t, msg)

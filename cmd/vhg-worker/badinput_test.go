@@ -42,6 +42,9 @@ type rawMessage struct {
 	// wantExc is the exception type stored as FAILURE under the id
 	// header; empty means nothing can be stored (no id).
 	wantExc string
+	// wantSuccess says the message is an ordinary one after all: SUCCESS
+	// is stored under the id header.
+	wantSuccess bool
 }
 
 // v2 returns protocol v2 headers for task with id.
@@ -78,7 +81,7 @@ func badMessages(t *testing.T) []rawMessage {
 		{name: "pickle", headers: v2("interop.add", id()), contentType: "application/x-python-serialize", body: []byte("\x80\x04K\x01."), wantExc: "ContentDisallowed"},
 		{name: "msgpack", headers: v2("interop.add", id()), contentType: "application/x-msgpack", body: []byte{0x93, 0x92, 1, 2, 0x80, 0x80}, wantExc: "ContentDisallowed"},
 		{name: "yaml", headers: v2("interop.add", id()), contentType: "application/x-yaml", body: []byte("- [1, 2]"), wantExc: "ContentDisallowed"},
-		{name: "unknown encoding", headers: v2("interop.add", id()), encoding: "utf-32", body: ok, wantExc: ""},
+		{name: "unknown encoding", headers: v2("interop.add", id()), encoding: "utf-32", body: ok, wantExc: "ContentDisallowed"},
 		{name: "no headers, no v1 body", headers: nil, body: ok},
 		{name: "v1 body without task", headers: nil, body: []byte(`{"id": "x", "args": []}`)},
 		{name: "task header without id", headers: amqp.Table{"task": "interop.add"}, body: ok},

@@ -115,7 +115,7 @@ func encode(ctx context.Context, cfg encodeConfig) (encodeResult, error) {
 	mux := worker.NewServeMux()
 	tasks.Register(mux, cfg.Deps)
 	host, _ := os.Hostname()
-	srv := worker.NewServer(worker.Config{Concurrency: cfg.Concurrency, NodeName: "encode@" + host, ShutdownTimeout: 5 * time.Second},
+	srv := worker.NewServer(worker.Config{Queues: tasks.WithFailureQueues([]string{"celery"}), Concurrency: cfg.Concurrency, NodeName: "encode@" + host, ShutdownTimeout: 5 * time.Second},
 		broker, backend, mux, cfg.Log)
 
 	runCtx, stopServer := context.WithCancel(context.Background())

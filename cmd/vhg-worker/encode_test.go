@@ -90,7 +90,7 @@ func TestEncodeWorkflow(t *testing.T) {
 	}
 	for _, size := range []struct{ w, h int }{{320, 180}, {640, 360}} {
 		variant := filepath.Join(filepath.Dir(res.Master), strconv.Itoa(size.w)+"x"+strconv.Itoa(size.h), "playlist.m3u8")
-		probe, err := ffmpeg.Probe(t.Context(), variant)
+		probe, err := ffmpeg.ProbeFormats(t.Context(), variant, []string{"hls", "mpegts"})
 		if err != nil {
 			t.Fatalf("probe %s: %v", variant, err)
 		}

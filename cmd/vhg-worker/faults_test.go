@@ -257,7 +257,7 @@ func checkWorkflowOutputs(t *testing.T, complete protocol.ResultMeta, sizes []st
 	}
 	for _, s := range sizes {
 		variant := filepath.Join(filepath.Dir(master), s, "playlist.m3u8")
-		probe, err := ffmpeg.Probe(t.Context(), variant)
+		probe, err := ffmpeg.ProbeFormats(t.Context(), variant, []string{"hls", "mpegts"})
 		if err != nil {
 			t.Errorf("variant %s does not play: %v", s, err)
 			continue
@@ -419,7 +419,7 @@ func TestFaultBrokerRestart(t *testing.T) {
 func TestFaultRedisRestart(t *testing.T) {
 	requireServices(t)
 	queue := uniqueQueue(t)
-	_, broker, backend := startGoWorker(t, queue, goWorkerOptions{backend: "redis", concurrency: 4})
+	srv, broker, backend := startGoWorker(t, queue, goWorkerOptions{backend: "redis", concurrency: 4})
 	rb := backend.(*redis.Backend)
 	client := worker.NewClient(broker, worker.ClientConfig{DefaultQueue: queue})
 	t.Cleanup(func() { startRedis(t) })
@@ -427,7 +427,8 @@ func TestFaultRedisRestart(t *testing.T) {
 	if out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "shutdown", "nosave").CombinedOutput(); err != nil && !strings.Contains(string(out), "closed") {
 		t.Logf("redis-cli shutdown: %v %s", err, out)
 	}
-	t.Log("Redis shut down")
+	waitPortClosed(t, "127.0.0.1:6379", 30*time.Second)
+	t.Log("Redis shut down: port 6379 closed")
 	const n = 20
 	ids := make([]string, n)
 	for i := range n {
@@ -438,6 +439,16 @@ func TestFaultRedisRestart(t *testing.T) {
 		ids[i] = id
 	}
 	time.Sleep(3 * time.Second) // the tasks run; their results wait
+	// The outage was real: tasks started while Redis was still down.
+	started := srv.Stats().Processed
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:6379", time.Second); err == nil {
+		c.Close()
+		t.Fatal("Redis answered on 6379 during the outage: the fault did not happen")
+	}
+	if started == 0 {
+		t.Fatal("no task started during the Redis outage: nothing was tested")
+	}
+	t.Logf("%d tasks started during the outage", started)
 	startRedis(t)
 	t.Log("Redis started again")
 	deadline := time.Now().Add(time.Minute)
@@ -455,7 +466,24 @@ func TestFaultRedisRestart(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	t.Logf("FIGURE redis-restart: Redis down 3 s, %d/%d results stored after it came back, lost 0", stored, n)
+	t.Logf("FIGURE redis-restart: Redis down 3 s, %d tasks started during it, %d/%d results stored after it came back, lost 0", started, stored, n)
+}
+
+// waitPortClosed waits until nothing accepts connections on addr.
+func waitPortClosed(t *testing.T, addr string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections %s after the shutdown", addr, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // startRedis starts Redis as .ci/setup does, if it is not running.
@@ -563,21 +591,6 @@ func startInProcess(t *testing.T, queue string, mux *worker.ServeMux, consumerTi
 	}}
 	t.Cleanup(w.stop)
 	return w
-}
-
-func waitResult(t *testing.T, b *redis.Backend, id string, limit time.Duration) protocol.ResultMeta {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		meta, err := b.Result(t.Context(), id)
-		if err == nil && meta.Status.Ready() {
-			return meta
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no result for %s within %s (%v, %v)", id, limit, meta.Status, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 func runsOf(runs *sync.Map, id string) int64 {

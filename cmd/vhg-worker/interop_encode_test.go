@@ -72,7 +72,7 @@ func TestInteropPythonClientEncodes(t *testing.T) {
 			r := complete.Result.(map[string]any)
 			master, _ := r["hls"].(string)
 			for _, dim := range []string{"320x180", "640x360"} {
-				probe, err := ffmpeg.Probe(t.Context(), filepath.Join(filepath.Dir(master), dim, "playlist.m3u8"))
+				probe, err := ffmpeg.ProbeFormats(t.Context(), filepath.Join(filepath.Dir(master), dim, "playlist.m3u8"), []string{"hls", "mpegts"})
 				if err != nil {
 					t.Fatalf("probe variant %s: %v", dim, err)
 				}
@@ -124,9 +124,10 @@ func startPipelineWorker(t *testing.T, queue, backendName string, deps tasks.Dep
 		backend = rb
 	}
 	deps.Status = broker.AMQPBackend(0)
+	deps.FailureQueue = tasks.FailureQueue(queue)
 	mux := worker.NewServeMux()
 	pipeline := registerTasks(mux, deps)
-	srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: 2, ShutdownTimeout: 5 * time.Second},
+	srv := worker.NewServer(worker.Config{Queues: tasks.WithFailureQueues([]string{queue}), Concurrency: 2, ShutdownTimeout: 5 * time.Second},
 		broker, backend, mux, log)
 	srv.Observe(pipeline.RevokedStatus(log))
 	ctx, cancel := context.WithCancel(context.Background())

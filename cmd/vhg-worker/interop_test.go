@@ -30,6 +30,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/protocol"
+	"github.com/vhg/vhg-worker/tasks"
 	"github.com/vhg/vhg-worker/worker"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
 	"github.com/vhg/vhg-worker/worker/redis"
@@ -75,9 +76,12 @@ func uniqueQueue(t *testing.T) string {
 		if err != nil {
 			return
 		}
-		ch.QueueDelete(name, false, false, false)
-		ch.QueueDelete(rabbitmq.GuardQueue(name), false, false, false)
+		failures := tasks.FailureQueue(name)
+		for _, q := range []string{name, rabbitmq.GuardQueue(name), failures, rabbitmq.GuardQueue(failures)} {
+			ch.QueueDelete(q, false, false, false)
+		}
 		ch.ExchangeDelete(name, false, false)
+		ch.ExchangeDelete(failures, false, false)
 	})
 	return name
 }

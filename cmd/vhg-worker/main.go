@@ -23,6 +23,9 @@ Usage:
   vhg-worker submit [flags] INPUT    send encode_workflow(INPUT) to the broker
   vhg-worker help                    show this help
 
+Celery's options before the command (-A, -b, --result-backend, --workdir,
+...) are taken as the command's own: "vhg-worker -A proj worker -c4" works.
+
 Run "vhg-worker worker -h" for the flags of a command.
 `
 
@@ -32,17 +35,26 @@ func run(args []string) int {
 		return 2
 	}
 	switch args[0] {
-	case "worker":
-		return runWorker(args[1:])
-	case "encode":
-		return runEncode(args[1:])
-	case "submit":
-		return runSubmit(args[1:])
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return 0
+	}
+	// Celery's options before the command (celery -A proj -b URL worker)
+	// go after it.
+	cmd, rest, err := splitGlobal(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker: %v\n\n%s", err, usage)
+		return 2
+	}
+	switch cmd {
+	case "worker":
+		return runWorker(rest)
+	case "encode":
+		return runEncode(rest)
+	case "submit":
+		return runSubmit(rest)
 	default:
-		fmt.Fprintf(os.Stderr, "vhg-worker: unknown command %q\n\n%s", args[0], usage)
+		fmt.Fprintf(os.Stderr, "vhg-worker: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
 }

@@ -28,6 +28,12 @@ var ffmpegTasks = []string{tasks.NameTranscode, tasks.NameChunkHLS, tasks.NameCh
 type opsConfig struct {
 	// taskEvents sends task-* events from the start (-E).
 	taskEvents bool
+	// withoutHeartbeat sends no worker-online, worker-heartbeat and
+	// worker-offline events (--without-heartbeat).
+	withoutHeartbeat bool
+	// heartbeatInterval is the time between worker-heartbeat events; zero
+	// means Celery's 2 s.
+	heartbeatInterval time.Duration
 	// metricsAddr is where /metrics and /healthz are served; empty serves
 	// nothing.
 	metricsAddr string
@@ -49,6 +55,7 @@ type ops struct {
 	mailbox  *rabbitmq.Mailbox
 	control  *worker.Control
 	metrics  *metrics.Collector
+	heart    bool         // send worker-online, -heartbeat and -offline
 	listener net.Listener // nil without a metrics address
 	http     *http.Server
 	log      logrus.FieldLogger
@@ -66,7 +73,7 @@ func newOps(srv *worker.Server, broker *rabbitmq.Broker, cfg opsConfig) (*ops, e
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	events := worker.NewEvents(srv, broker, worker.EventsConfig{TaskEvents: cfg.taskEvents, Log: cfg.log})
+	events := worker.NewEvents(srv, broker, worker.EventsConfig{TaskEvents: cfg.taskEvents, HeartbeatInterval: cfg.heartbeatInterval, Log: cfg.log})
 	srv.Observe(events, m)
 	control := worker.NewControl(srv, worker.ControlConfig{
 		Events: events, Shutdown: cfg.shutdown, Broker: broker.Info(), Conf: cfg.conf, Log: cfg.log,
@@ -75,7 +82,7 @@ func newOps(srv *worker.Server, broker *rabbitmq.Broker, cfg opsConfig) (*ops, e
 	if err != nil {
 		return nil, err
 	}
-	o := &ops{srv: srv, events: events, mailbox: mailbox, control: control, metrics: m, log: cfg.log}
+	o := &ops{srv: srv, events: events, mailbox: mailbox, control: control, metrics: m, log: cfg.log, heart: !cfg.withoutHeartbeat}
 	if cfg.metricsAddr != "" {
 		ln, err := net.Listen("tcp", cfg.metricsAddr)
 		if err != nil {
@@ -108,12 +115,15 @@ func health(broker *rabbitmq.Broker, srv *worker.Server) func() error {
 // until ctx is done, and serves metrics until stop. Call it before the
 // worker consumes: worker-online comes before any task event.
 func (o *ops) start(ctx context.Context) {
-	o.events.Online(ctx)
-	o.wg.Add(2)
-	go func() {
-		defer o.wg.Done()
-		o.events.Beat(ctx)
-	}()
+	if o.heart {
+		o.events.Online(ctx)
+		o.wg.Add(1)
+		go func() {
+			defer o.wg.Done()
+			o.events.Beat(ctx)
+		}()
+	}
+	o.wg.Add(1)
 	go func() {
 		defer o.wg.Done()
 		if err := o.mailbox.Serve(ctx, o.control); err != nil {
@@ -162,6 +172,24 @@ func expandNodeName(pattern, host string) (string, error) {
 		pattern = "celery@" + pattern
 	}
 	short, domain, _ := strings.Cut(host, ".")
+	return simpleFormat(pattern, map[byte]string{'h': host, 'n': short, 'd': domain, 'i': "0", 'I': ""})
+}
+
+// expandNodeFile expands the formats of --pidfile and --logfile as Celery's
+// node_format does for a worker's main process: %p is the node name, %n
+// its name part, %h its host part, %d the host's domain, %i 0 and %I empty.
+func expandNodeFile(pattern, node string) (string, error) {
+	name, host, ok := strings.Cut(node, "@")
+	if !ok {
+		name, host = "celery", node
+	}
+	_, domain, _ := strings.Cut(host, ".")
+	return simpleFormat(pattern, map[byte]string{'p': node, 'n': name, 'h': host, 'd': domain, 'i': "0", 'I': ""})
+}
+
+// simpleFormat replaces %x with keys[x] and %% with %, as Celery's
+// simple_format; an unknown %x is an error.
+func simpleFormat(pattern string, keys map[byte]string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(pattern); i++ {
 		if pattern[i] != '%' {
@@ -169,21 +197,17 @@ func expandNodeName(pattern, host string) (string, error) {
 			continue
 		}
 		if i+1 == len(pattern) {
-			return "", fmt.Errorf("node name %q ends with a lone %%", pattern)
+			return "", fmt.Errorf("%q ends with a lone %%", pattern)
 		}
 		i++
-		switch pattern[i] {
-		case 'h':
-			b.WriteString(host)
-		case 'n':
-			b.WriteString(short)
-		case 'd':
-			b.WriteString(domain)
-		case '%':
-			b.WriteByte('%')
-		default:
-			return "", fmt.Errorf("unknown format %%%c in node name %q (use %%h, %%n, %%d or %%%%)", pattern[i], pattern)
+		v, ok := keys[pattern[i]]
+		if pattern[i] == '%' {
+			v, ok = "%", true
 		}
+		if !ok {
+			return "", fmt.Errorf("unknown format %%%c in %q", pattern[i], pattern)
+		}
+		b.WriteString(v)
 	}
 	return b.String(), nil
 }

@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"github.com/vhg/vhg-worker/tasks"
 	"github.com/vhg/vhg-worker/worker"
 	"github.com/vhg/vhg-worker/worker/metrics"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
@@ -21,16 +23,26 @@ import (
 )
 
 // workerFlags are the command-line settings of "vhg-worker worker", with
-// Celery's names and environment fallbacks.
+// Celery's names, short forms (celeryargs.go) and environment fallbacks.
 type workerFlags struct {
 	broker             string
 	resultBackend      string
 	queues             string
+	excludeQueues      string
 	concurrency        int
 	prefetchMultiplier int
 	nodeName           string
 	logLevel           string
+	logFile            string
+	pidFile            string
+	workdir            string
+	umask              string
+	noColor            bool
 	taskEvents         bool
+	timeLimit          time.Duration
+	softTimeLimit      time.Duration
+	withoutHeartbeat   bool
+	heartbeatInterval  int
 	metricsAddr        string
 	shutdownTimeout    time.Duration
 	consumerTimeout    time.Duration
@@ -39,7 +51,9 @@ type workerFlags struct {
 	exchangeType       string
 	delayedQueueType   string
 	deliveryLimit      int
+	pythonFailures     bool
 	tasks              taskFlags
+	inert              inertFlags
 }
 
 func parseWorkerFlags(args []string) (workerFlags, error) {
@@ -51,15 +65,34 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 		"result backend: redis://host:port/db, rpc://, amqp:// (legacy per-task queues on the broker), or disabled (env CELERY_RESULT_BACKEND)")
 	fs.StringVar(&f.queues, "Q", "celery", "comma-separated queues to consume")
 	fs.StringVar(&f.queues, "queues", "celery", "same as -Q")
+	fs.StringVar(&f.excludeQueues, "X", "", "comma-separated queues not to consume, taken out of -Q")
+	fs.StringVar(&f.excludeQueues, "exclude-queues", "", "same as -X")
 	fs.IntVar(&f.concurrency, "c", runtime.NumCPU(), "number of tasks run at once")
 	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "same as -c")
 	fs.IntVar(&f.prefetchMultiplier, "prefetch-multiplier", 4, "prefetch count = concurrency x this")
+	fs.Func("O", "default or fair: both are what this worker does (a message goes to a slot only once one is free)", optimization)
 	fs.StringVar(&f.nodeName, "n", "celery@%h", "node name; %h is the host name, %n its first label, %d its domain")
 	fs.StringVar(&f.nodeName, "hostname", "celery@%h", "same as -n")
-	fs.StringVar(&f.logLevel, "l", "info", "log level: debug, info, warning, error")
+	fs.StringVar(&f.logLevel, "l", "info", "log level: debug, info, warning, error, critical")
 	fs.StringVar(&f.logLevel, "loglevel", "info", "same as -l")
+	fs.StringVar(&f.logFile, "f", "", "append the log to this file instead of stderr (%n, %h, %p, %i, %I as in Celery)")
+	fs.StringVar(&f.logFile, "logfile", "", "same as -f")
+	fs.StringVar(&f.pidFile, "pidfile", "", "write the process id to this file; refuse to start while it names a live process")
+	fs.StringVar(&f.workdir, "workdir", "", "change to this directory before anything else")
+	fs.StringVar(&f.umask, "umask", "", "octal umask for the files the worker creates, e.g. 022")
+	fs.BoolVar(&f.noColor, "C", false, "no colours in the log")
+	fs.BoolVar(&f.noColor, "no-color", false, "same as -C")
+	fs.Bool("q", false, "accepted: this worker prints no banner")
+	fs.Bool("quiet", false, "same as -q")
 	fs.BoolVar(&f.taskEvents, "E", false, "send task events (for Flower); worker events are always sent")
 	fs.BoolVar(&f.taskEvents, "task-events", false, "same as -E")
+	fs.BoolVar(&f.taskEvents, "events", false, "same as -E")
+	fs.Var(secondsFlag{&f.timeLimit}, "time-limit", "hard time limit in seconds for every task whose message and registration set none")
+	fs.Var(secondsFlag{&f.softTimeLimit}, "soft-time-limit", "soft time limit in seconds for every task whose message and registration set none")
+	fs.Bool("without-gossip", false, "accepted: this worker does not gossip")
+	fs.Bool("without-mingle", false, "accepted: this worker does not ask other workers for their state at start (it answers those who ask)")
+	fs.BoolVar(&f.withoutHeartbeat, "without-heartbeat", false, "send no worker-online, worker-heartbeat and worker-offline events")
+	fs.IntVar(&f.heartbeatInterval, "heartbeat-interval", 2, "seconds between worker-heartbeat events")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics and /healthz on this address, e.g. :9808 (empty: off)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 60*time.Second, "how long a first SIGTERM/SIGINT waits for running tasks")
 	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", 30*time.Minute,
@@ -73,8 +106,11 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 		"type of the shared native delayed delivery queues celery_delayed_*: quorum or classic, as Celery's broker_native_delayed_delivery_queue_type (env CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE)")
 	fs.IntVar(&f.deliveryLimit, "delivery-limit", 0,
 		"x-delivery-limit of quorum task queues, as the deployment declares them (0: none); a message at its last allowed delivery that came back ends as FAILURE")
+	fs.BoolVar(&f.pythonFailures, "report-python-failures", true,
+		"publish FAILURE for workflows built by the original Python encode_workflow whose step fails on a Python worker (needs its task events: celery worker -E)")
 	f.tasks.add(fs, true)
-	if err := fs.Parse(args); err != nil {
+	f.inert.add(fs)
+	if err := fs.Parse(celeryArgs(fs, args)); err != nil {
 		return f, err
 	}
 	if fs.NArg() > 0 {
@@ -92,7 +128,25 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 			return f, fmt.Errorf("%s %q: want %s or %s", c.flag, c.value, c.a, c.b)
 		}
 	}
+	if f.heartbeatInterval <= 0 {
+		return f, fmt.Errorf("--heartbeat-interval: want seconds > 0, not %d", f.heartbeatInterval)
+	}
+	if len(f.consumedQueues()) == 0 {
+		return f, fmt.Errorf("no queue left to consume: -Q %q less -X %q", f.queues, f.excludeQueues)
+	}
 	return f, nil
+}
+
+// consumedQueues are -Q less -X, in the order of -Q.
+func (f workerFlags) consumedQueues() []string {
+	excluded := splitList(f.excludeQueues)
+	var out []string
+	for _, q := range splitList(f.queues) {
+		if !slices.Contains(excluded, q) {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 func envOr(key, fallback string) string {
@@ -106,10 +160,13 @@ func newLogger(level string) (*logrus.Logger, error) {
 	log := logrus.New()
 	log.SetOutput(os.Stderr)
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00"})
-	if level == "warn" {
+	switch level = strings.ToLower(level); level {
+	case "warn":
 		level = "warning"
+	case "critical": // Celery's name for Python's CRITICAL
+		level = "fatal"
 	}
-	lvl, err := logrus.ParseLevel(strings.ToLower(level))
+	lvl, err := logrus.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("bad log level %q", level)
 	}
@@ -126,10 +183,17 @@ func runWorker(args []string) int {
 		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
 		return 2
 	}
+	if err := f.applyProcessOptions(); err != nil {
+		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
+		return 2
+	}
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker worker: %v\n", err)
 		return 2
+	}
+	if f.noColor {
+		log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, TimestampFormat: "2006-01-02T15:04:05.000Z07:00", DisableColors: true})
 	}
 
 	deps, err := f.tasks.deps()
@@ -141,6 +205,26 @@ func runWorker(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker worker: -n: %v\n", err)
 		return 2
+	}
+	if f.logFile != "" {
+		logFile, err := openLogFile(f.logFile, node)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vhg-worker worker: --logfile: %v\n", err)
+			return 2
+		}
+		defer logFile.Close()
+		log.SetOutput(logFile)
+	}
+	if f.pidFile != "" {
+		release, err := writePidFile(f.pidFile, node)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "vhg-worker worker: --pidfile: %v\n", err)
+			return 1
+		}
+		defer release()
+	}
+	for _, w := range f.inert.seen {
+		log.Warn("ignoring " + w)
 	}
 
 	// The metrics exist once the broker is connected; its connection
@@ -179,26 +263,40 @@ func runWorker(args []string) int {
 	// The status queue always lives on RabbitMQ, whatever the result
 	// backend: it is what the VHG status consumers read.
 	deps.Status = broker.AMQPBackend(0)
+	// The notify_failure errbacks travel on a queue only Go workers
+	// consume (the original Python workers lack that task).
+	queues := f.consumedQueues() // never empty: parseWorkerFlags checks
+	deps.FailureQueue = tasks.FailureQueue(queues[0])
 	mux := worker.NewServeMux()
 	pipeline := registerTasks(mux, deps)
 
 	srv := worker.NewServer(worker.Config{
-		Queues:             splitList(f.queues),
+		Queues:             tasks.WithFailureQueues(queues),
 		Concurrency:        f.concurrency,
 		PrefetchMultiplier: f.prefetchMultiplier,
 		NodeName:           node,
 		ShutdownTimeout:    f.shutdownTimeout,
 		MaxRedeliveries:    f.maxRedeliveries,
+		TaskTimeLimit:      f.timeLimit,
+		TaskSoftTimeLimit:  f.softTimeLimit,
 	}, broker, backend, mux, log)
 
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	srv.Observe(pipeline.RevokedStatus(log))
+	if f.pythonFailures {
+		if err := watchPythonFailures(ctx, pyFailuresConfig{URL: f.broker, Status: deps.Status, Log: log}); err != nil {
+			fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
+			return 1
+		}
+	}
 	operations, err := newOps(srv, broker, opsConfig{
-		taskEvents:  f.taskEvents,
-		metricsAddr: f.metricsAddr,
-		ffmpegTasks: ffmpegTasks,
-		shutdown:    stop,
+		taskEvents:        f.taskEvents,
+		withoutHeartbeat:  f.withoutHeartbeat,
+		heartbeatInterval: time.Duration(f.heartbeatInterval) * time.Second,
+		metricsAddr:       f.metricsAddr,
+		ffmpegTasks:       ffmpegTasks,
+		shutdown:          stop,
 		conf: map[string]any{
 			"broker_url":                                rabbitmq.Redact(f.broker),
 			"result_backend":                            rabbitmq.Redact(f.resultBackend),

@@ -22,6 +22,7 @@ type Broker struct {
 	queues    map[string][]queued
 	wake      chan struct{}
 	published []Published
+	tags      uint64 // delivery tags handed out
 }
 
 // queued is a message waiting in a queue; redelivered is set when a
@@ -29,6 +30,7 @@ type Broker struct {
 type queued struct {
 	env         protocol.Envelope
 	redelivered bool
+	tag         uint64 // set when delivered
 }
 
 // Published is one message as it was published.
@@ -77,7 +79,10 @@ func (b *Broker) pop(queues []string) (queued, string, bool, <-chan struct{}) {
 	for _, q := range queues {
 		if msgs := b.queues[q]; len(msgs) > 0 {
 			b.queues[q] = msgs[1:]
-			return msgs[0], q, true, nil
+			b.tags++
+			msg := msgs[0]
+			msg.tag = b.tags
+			return msg, q, true, nil
 		}
 	}
 	return queued{}, "", false, b.wake
@@ -116,7 +121,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 					return
 				}
 			}
-			d := &delivery{broker: b, env: msg.env, queue: queue, credit: credit, redelivered: msg.redelivered}
+			d := &delivery{broker: b, env: msg.env, queue: queue, credit: credit, redelivered: msg.redelivered, tag: msg.tag}
 			select {
 			case out <- d:
 			case <-ctx.Done():
@@ -135,6 +140,8 @@ type delivery struct {
 	queue  string
 	credit chan struct{}
 
+	tag uint64
+
 	mu          sync.Mutex
 	settled     bool
 	redelivered bool
@@ -146,7 +153,7 @@ var ErrSettled = errors.New("memory: delivery already settled")
 func (d *delivery) Envelope() protocol.Envelope { return d.env }
 
 func (d *delivery) Info() worker.DeliveryInfo {
-	return worker.DeliveryInfo{RoutingKey: d.queue, Redelivered: d.redelivered}
+	return worker.DeliveryInfo{RoutingKey: d.queue, Redelivered: d.redelivered, DeliveryTag: d.tag}
 }
 
 func (d *delivery) settle() error {

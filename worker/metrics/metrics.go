@@ -4,7 +4,9 @@
 // # Metrics
 //
 // A Collector is a worker.Observer: add it with Server.Observe and every
-// task outcome is counted by task name. The gauges read the Server when
+// task outcome is counted by task name. Only registered names are label
+// values; any other name is counted under task="unregistered" (see
+// Unregistered), so the number of series stays bounded whatever arrives. The gauges read the Server when
 // scraped. Everything is registered on the prometheus.Registerer passed
 // in, never on the global one.
 //
@@ -18,6 +20,7 @@
 //	vhg_worker_tasks_active                  tasks running now
 //	vhg_worker_tasks_held                    received, waiting for a slot or an ETA
 //	vhg_worker_ffmpeg_seconds_total{task}    time spent in tasks that run ffmpeg
+//	vhg_worker_result_store_failures_total{task}  outcomes the backend did not store
 //	vhg_worker_broker_disconnects_total      broker connections lost
 //	vhg_worker_broker_reconnects_total       broker connections restored
 //
@@ -31,6 +34,7 @@ package metrics
 import (
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -38,10 +42,19 @@ import (
 	"github.com/vhg/vhg-worker/worker"
 )
 
-// Source is what the gauges read when scraped; *worker.Server is one.
+// Source is what the gauges read when scraped, and what says which task
+// names are label values; *worker.Server is one.
 type Source interface {
 	Stats() worker.Stats
+	// Registered reports whether a task name is registered (ServeMux.Has).
+	Registered(task string) bool
 }
+
+// Unregistered is the task label of every name that is not registered:
+// names come from messages, and a label value per unknown (or hostile)
+// name would grow the series without bound, or, for a name that is not
+// valid UTF-8, make the Prometheus client panic.
+const Unregistered = "unregistered"
 
 // Config configures a Collector. Every zero value has the meaning given.
 type Config struct {
@@ -66,9 +79,11 @@ type Collector struct {
 	rejected    *prometheus.CounterVec
 	runtime     *prometheus.HistogramVec
 	ffmpeg      *prometheus.CounterVec
+	storeFailed *prometheus.CounterVec
 	disconnects prometheus.Counter
 	reconnects  prometheus.Counter
 	ffmpegTasks map[string]bool
+	src         Source
 }
 
 var _ worker.Observer = (*Collector)(nil)
@@ -94,6 +109,8 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 			Help: "How long task handlers ran, by task name.", Buckets: buckets,
 		}, []string{"task"}),
 		ffmpeg: byTask("ffmpeg_seconds_total", "Seconds spent running the tasks that run ffmpeg, by task name."),
+		storeFailed: byTask("result_store_failures_total",
+			"Task outcomes the result backend did not store, even after its retries, by task name."),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "vhg_worker", Name: "broker_disconnects_total",
 			Help: "Broker connections lost.",
@@ -103,6 +120,7 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 			Help: "Broker connections restored after a loss.",
 		}),
 		ffmpegTasks: make(map[string]bool, len(cfg.FFmpegTasks)),
+		src:         src,
 	}
 	for _, name := range cfg.FFmpegTasks {
 		c.ffmpegTasks[name] = true
@@ -116,7 +134,7 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 	}, func() float64 { return float64(src.Stats().Held) })
 	for _, m := range []prometheus.Collector{
 		c.received, c.succeeded, c.failed, c.retried, c.revoked, c.rejected,
-		c.runtime, c.ffmpeg, c.disconnects, c.reconnects, active, held,
+		c.runtime, c.ffmpeg, c.storeFailed, c.disconnects, c.reconnects, active, held,
 	} {
 		if err := reg.Register(m); err != nil {
 			return nil, err
@@ -127,7 +145,7 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 
 // ObserveTask implements worker.Observer.
 func (c *Collector) ObserveTask(e worker.TaskEvent) {
-	task := e.Msg.Task
+	task := c.label(e.Msg)
 	switch e.Type {
 	case protocol.EventTaskReceived:
 		c.received.WithLabelValues(task).Inc()
@@ -147,7 +165,18 @@ func (c *Collector) ObserveTask(e worker.TaskEvent) {
 		}
 	case protocol.EventTaskRejected:
 		c.rejected.WithLabelValues(task).Inc()
+	case worker.EventStoreFailed:
+		c.storeFailed.WithLabelValues(task).Inc()
 	}
+}
+
+// label returns the task label of a request: its name when registered,
+// else Unregistered.
+func (c *Collector) label(m *protocol.Message) string {
+	if m == nil || !utf8.ValidString(m.Task) || !c.src.Registered(m.Task) {
+		return Unregistered
+	}
+	return m.Task
 }
 
 // ran records a handler's run time. A failure before the handler ran (an

@@ -3,6 +3,7 @@ package metrics_test
 import (
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,6 +19,9 @@ import (
 type fixedStats worker.Stats
 
 func (s fixedStats) Stats() worker.Stats { return worker.Stats(s) }
+
+// Registered knows the tasks of these tests.
+func (s fixedStats) Registered(task string) bool { return task == "add" || task == "enc" }
 
 // value returns the value of a series (a histogram's sample count), or -1.
 func value(t *testing.T, reg *prometheus.Registry, name, task string) float64 {
@@ -74,6 +78,7 @@ func TestCollectorCounts(t *testing.T) {
 		{Type: protocol.EventTaskRevoked, Msg: add},
 		{Type: protocol.EventTaskSucceeded, Msg: enc, Runtime: 3 * time.Second},
 		{Type: protocol.EventTaskRevoked, Msg: enc, Terminated: true, Runtime: 1500 * time.Millisecond},
+		{Type: worker.EventStoreFailed, Msg: add},
 	} {
 		c.ObserveTask(e)
 	}
@@ -85,7 +90,9 @@ func TestCollectorCounts(t *testing.T) {
 		{"vhg_worker_tasks_received_total", "add", 2},
 		{"vhg_worker_tasks_succeeded_total", "add", 1},
 		{"vhg_worker_tasks_failed_total", "add", 1},
-		{"vhg_worker_tasks_failed_total", "unknown", 1},
+		{"vhg_worker_tasks_failed_total", "unknown", -1},
+		{"vhg_worker_tasks_failed_total", metrics.Unregistered, 1},
+		{"vhg_worker_result_store_failures_total", "add", 1},
 		{"vhg_worker_tasks_retried_total", "add", 1},
 		{"vhg_worker_tasks_rejected_total", "add", 1},
 		{"vhg_worker_tasks_revoked_total", "add", 1},
@@ -105,6 +112,61 @@ func TestCollectorCounts(t *testing.T) {
 	}
 	if _, err := metrics.New(reg, fixedStats{}, metrics.Config{}); err == nil {
 		t.Error("registering twice on one registry is not an error")
+	}
+}
+
+// TestCollectorBoundsLabels: names from messages that are not registered
+// (a name that is not UTF-8, 1000 random ones) all count under one label;
+// nothing panics and the number of series stays bounded.
+func TestCollectorBoundsLabels(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	c, err := metrics.New(reg, fixedStats{}, metrics.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	names := []string{"no.such\xff\xfe", "", "add\x00"}
+	for range 1000 {
+		b := make([]byte, 1+rng.IntN(40))
+		for i := range b {
+			b[i] = byte(rng.IntN(256))
+		}
+		names = append(names, string(b))
+	}
+	types := []string{protocol.EventTaskReceived, protocol.EventTaskSucceeded, protocol.EventTaskFailed,
+		protocol.EventTaskRetried, protocol.EventTaskRevoked, protocol.EventTaskRejected, worker.EventStoreFailed}
+	for i, name := range names {
+		msg := &protocol.Message{ID: "id", Task: name}
+		for _, typ := range types {
+			c.ObserveTask(worker.TaskEvent{Type: typ, Msg: msg, Runtime: time.Duration(i+1) * time.Millisecond, Terminated: true})
+		}
+	}
+	c.ObserveTask(worker.TaskEvent{Type: protocol.EventTaskSucceeded, Msg: &protocol.Message{Task: "add"}, Runtime: time.Millisecond})
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		labels := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "task" {
+					labels[l.GetValue()] = true
+				}
+			}
+		}
+		for l := range labels {
+			if l != metrics.Unregistered && l != "add" {
+				t.Errorf("%s has a series for task=%q", f.GetName(), l)
+			}
+		}
+	}
+	if got := value(t, reg, "vhg_worker_tasks_failed_total", metrics.Unregistered); got != float64(len(names)) {
+		t.Errorf("failed{task=unregistered} = %v, want %d", got, len(names))
+	}
+	if got := value(t, reg, "vhg_worker_tasks_succeeded_total", "add"); got != 1 {
+		t.Errorf("succeeded{task=add} = %v, want 1", got)
 	}
 }
 

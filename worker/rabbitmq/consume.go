@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -179,7 +181,7 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 		go func() {
 			defer wg.Done()
 			for m := range s.msgs {
-				d := c.prepare(ctx, s, m)
+				d := c.prepareSafely(ctx, s, m)
 				if d == nil {
 					continue
 				}
@@ -197,12 +199,43 @@ func (c *consumer) forward(ctx context.Context, streams []stream) {
 	wg.Wait()
 }
 
+// prepareSafely is prepare under a last net: a panic while preparing one
+// message is logged with its stack and the message rejected without
+// requeue (it would most likely panic the next worker too), instead of
+// stopping the worker.
+func (c *consumer) prepareSafely(ctx context.Context, s stream, m amqp.Delivery) (out *delivery) {
+	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue}
+	defer func() {
+		if p := recover(); p != nil {
+			log := c.b.log.WithFields(logrus.Fields{"delivery_tag": m.DeliveryTag, "queue": s.queue, "panic": fmt.Sprint(p), "stack": string(debug.Stack())})
+			// Settling a tag twice is a channel error: only if not yet.
+			if d.touched.Load() {
+				log.Error("panic while receiving a message, after settling it")
+			} else {
+				log.Error("panic while receiving a message: rejecting it without requeue")
+				if err := d.unsettle(false); err != nil {
+					log.WithError(err).Warn("reject failed")
+				}
+			}
+			out = nil
+		}
+	}()
+	return c.prepare(ctx, s, d)
+}
+
 // prepare turns an AMQP delivery into a worker delivery, or settles it here
 // (nil): guard copies and redelivered messages are handled first.
-func (c *consumer) prepare(ctx context.Context, s stream, m amqp.Delivery) *delivery {
-	d := &delivery{d: m, c: c, s: s.settler, gen: s.gen, queue: s.queue, redeliveries: intHeader(m.Headers, headerRedeliveries)}
-	if name, ok := m.Headers[headerLease].(string); ok && name != "" {
-		return c.b.claimGuard(ctx, d, name)
+func (c *consumer) prepare(ctx context.Context, s stream, d *delivery) *delivery {
+	m := d.d
+	d.redeliveries = intHeader(m.Headers, headerRedeliveries)
+	if v, ok := m.Headers[headerLease]; ok {
+		if name, _ := v.(string); isLeaseName(name) {
+			return c.b.claimGuard(ctx, d, name)
+		}
+		// Not a lease this adapter named: forged or damaged. The header
+		// is private (dropped from the envelope), so the message is an
+		// ordinary one.
+		c.b.log.WithFields(d.logFields()).Warn("ignoring a lease header this worker did not write")
 	}
 	d.requeued, _ = m.Headers[headerRequeued].(bool)
 	if c.b.cfg.QueueType == QueueQuorum {
@@ -256,12 +289,16 @@ type delivery struct {
 
 	mu    sync.Mutex
 	lease *lease // set once leased: Ack and Reject end the lease
+	// touched is set once the message was acknowledged or rejected on
+	// its channel (see prepareSafely).
+	touched atomic.Bool
 }
 
 var (
-	_ worker.LeasingDelivery  = (*delivery)(nil)
-	_ worker.StaleDelivery    = (*delivery)(nil)
-	_ worker.DelayingDelivery = (*delivery)(nil)
+	_ worker.LeasingDelivery   = (*delivery)(nil)
+	_ worker.StaleDelivery     = (*delivery)(nil)
+	_ worker.DelayingDelivery  = (*delivery)(nil)
+	_ worker.ReturningDelivery = (*delivery)(nil)
 )
 
 // private reports the headers this adapter or RabbitMQ's dead-lettering
@@ -305,7 +342,8 @@ func (d *delivery) Info() worker.DeliveryInfo {
 		exchange, key = "", d.queue
 	}
 	info := worker.DeliveryInfo{Exchange: exchange, RoutingKey: key,
-		Redelivered: d.d.Redelivered || d.redeliveries > 0 || d.requeued, Redeliveries: d.redeliveries}
+		Redelivered: d.d.Redelivered || d.redeliveries > 0 || d.requeued, Redeliveries: d.redeliveries,
+		DeliveryTag: d.d.DeliveryTag}
 	if d.c.b.cfg.QueueType == QueueQuorum {
 		info.DeliveryLimit = d.c.b.cfg.DeliveryLimit
 	}
@@ -330,11 +368,17 @@ func (d *delivery) Ack() error {
 
 // settle acknowledges the message on its channel, in a batch (see
 // settler).
-func (d *delivery) settle() error { return d.s.ack(d.d.DeliveryTag) }
+func (d *delivery) settle() error {
+	d.touched.Store(true)
+	return d.s.ack(d.d.DeliveryTag)
+}
 
 // unsettle rejects the message on its channel, back to its queue when
 // requeue is set, dead-lettered or dropped otherwise.
-func (d *delivery) unsettle(requeue bool) error { return d.s.reject(d.d.DeliveryTag, requeue) }
+func (d *delivery) unsettle(requeue bool) error {
+	d.touched.Store(true)
+	return d.s.reject(d.d.DeliveryTag, requeue)
+}
 
 // Reject implements worker.Delivery. A requeue is a copy published back
 // to the queue (carrying the returns counted so far, and marked so that it
@@ -370,6 +414,20 @@ func (d *delivery) Stale() bool {
 		return false
 	}
 	return d.c.b.generation() != d.gen
+}
+
+// Return implements worker.ReturningDelivery: a basic.reject with
+// requeue, which the broker counts (a quorum queue's x-delivery-count, the
+// redelivered flag this adapter counts on a classic queue). A leased
+// message is published back with one more return in its count.
+func (d *delivery) Return() error {
+	if l := d.leased(); l != nil {
+		return l.returnFailed()
+	}
+	if d.Stale() {
+		return ErrStale
+	}
+	return d.unsettle(true)
 }
 
 // Delay implements worker.DelayingDelivery: the message is published
@@ -469,5 +527,5 @@ func (d *delivery) republish(ctx context.Context, exchange, queue string, extra 
 func (d *delivery) logFields() logrus.Fields {
 	id, _ := d.d.Headers["id"].(string)
 	task, _ := d.d.Headers["task"].(string)
-	return logrus.Fields{"id": id, "task": task, "queue": d.queue}
+	return logrus.Fields{"id": id, "task": task, "queue": d.queue, "delivery_tag": d.d.DeliveryTag}
 }

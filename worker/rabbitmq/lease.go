@@ -59,6 +59,25 @@ const doneMarkerTTL = 24 * time.Hour
 func leaseQueue(name string) string { return "vhg.lease." + name }
 func doneQueue(name string) string  { return "vhg.done." + name }
 
+// isLeaseName reports whether name has the form newLeaseName gives it.
+// A guard copy's lease header comes from a message, so it may be forged:
+// a name of any other form (too long for a queue name, not UTF-8, ...)
+// would make the lease queue's declaration fail, and with it the
+// connection, on every worker the message reaches.
+func isLeaseName(name string) bool {
+	id, suffix, ok := strings.Cut(name, ".")
+	if !ok || len(id) > 64 || len(suffix) != 12 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	_, err := hex.DecodeString(suffix)
+	return err == nil && strings.ToLower(suffix) == suffix
+}
+
 // newLeaseName returns a name for a lease on task id: the id, made safe and
 // short for a queue name, plus a random suffix (a retry of the same id
 // gets a lease of its own).
@@ -311,13 +330,34 @@ func (l *lease) start() {
 // set, the done marker is declared, the lease queue deleted. Later calls
 // return the first call's error.
 func (l *lease) release(requeue bool) error {
+	if !requeue {
+		return l.end(nil)
+	}
+	return l.end(&l.msg)
+}
+
+// returnFailed ends the lease publishing the message back with one more
+// return in its redelivery count (worker.ReturningDelivery).
+func (l *lease) returnFailed() error {
+	msg := l.msg
+	msg.Headers = make(amqp.Table, len(l.msg.Headers)+1)
+	for k, v := range l.msg.Headers {
+		msg.Headers[k] = v
+	}
+	msg.Headers[headerRedeliveries] = int32(intHeader(l.msg.Headers, headerRedeliveries) + 1)
+	return l.end(&msg)
+}
+
+// end ends the lease, publishing msg back to the queue first unless it is
+// nil (see release).
+func (l *lease) end(msg *amqp.Publishing) error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.ReconnectWait)
 		defer cancel()
-		if requeue {
-			err := l.b.withPublisher(ctx, func(p *publisher) error { return p.publish(ctx, "", l.queue, l.msg) })
+		if msg != nil {
+			err := l.b.withPublisher(ctx, func(p *publisher) error { return p.publish(ctx, "", l.queue, *msg) })
 			if err != nil {
 				// The lease stays: a guard runs the task again later.
 				l.err = fmt.Errorf("rabbitmq: requeue leased message: %w", err)

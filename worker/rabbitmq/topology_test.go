@@ -341,3 +341,39 @@ func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// TestReturnCounts: a message given back as a failed delivery
+// (worker.ReturningDelivery, e.g. its outcome could not be stored) counts
+// as a redelivery, on both queue types, unlike a requeue.
+func TestReturnCounts(t *testing.T) {
+	t.Parallel()
+	for _, queueType := range []string{rabbitmq.QueueClassic, rabbitmq.QueueQuorum} {
+		t.Run(queueType, func(t *testing.T) {
+			t.Parallel()
+			queue := uniqueName(t, "return")
+			deleteTaskQueue(t, queue)
+			ctx := testContext(t)
+			b := dialTyped(t, queueType, "")
+			deliveries, err := b.Consume(ctx, []string{queue}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Publish(ctx, worker.QueueRoute(queue), envelope("returned", nil)); err != nil {
+				t.Fatal(err)
+			}
+			d := next(t, ctx, deliveries)
+			for want := 1; want <= 2; want++ {
+				if err := d.(worker.ReturningDelivery).Return(); err != nil {
+					t.Fatal(err)
+				}
+				d = next(t, ctx, deliveries)
+				if info := d.Info(); info.Redeliveries != want || !info.Redelivered {
+					t.Errorf("after %d returns: Redeliveries %d, Redelivered %v", want, info.Redeliveries, info.Redelivered)
+				}
+			}
+			if err := d.Ack(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

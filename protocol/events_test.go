@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// traceLine is one message of testdata/captures/py525-seed-workflow.trace.jsonl.
+// traceLine is one message of ../testdata/captures/py525-seed-workflow.trace.jsonl.
 type traceLine struct {
 	exchange   string
 	routingKey string
@@ -20,7 +20,7 @@ type traceLine struct {
 
 func readTrace(t *testing.T) []traceLine {
 	t.Helper()
-	f, err := os.Open("testdata/captures/py525-seed-workflow.trace.jsonl")
+	f, err := os.Open("../testdata/captures/py525-seed-workflow.trace.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

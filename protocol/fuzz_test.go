@@ -58,7 +58,7 @@ func FuzzDecode(f *testing.F) {
 // decodes can be written back and decoded again to the same value.
 func FuzzUnmarshalJSON(f *testing.F) {
 	paths, _ := filepath.Glob("testdata/golden/*.json")
-	paths = append(paths, "testdata/captures/py525-seed-workflow.trace.jsonl")
+	paths = append(paths, "../testdata/captures/py525-seed-workflow.trace.jsonl")
 	for _, p := range paths {
 		data, err := os.ReadFile(p)
 		if err != nil {

@@ -28,7 +28,7 @@ func loadCaptureBodies(t testing.TB) map[string]any {
 	}
 	bodies["first-message"] = first.(map[string]any)["body"]
 
-	f, err := os.Open("testdata/captures/py525-seed-workflow.trace.jsonl")
+	f, err := os.Open("../testdata/captures/py525-seed-workflow.trace.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,11 @@ type traceMessage struct {
 }
 
 // readTrace returns the task messages (exchange "", routing key celery) of
-// testdata/py525-seed-workflow.trace.jsonl, captured from Python Celery
+// ../testdata/captures/py525-seed-workflow.trace.jsonl, captured from Python Celery
 // 5.2.6 running the original workflow with renditions 144:100 and 240:200.
 func readTrace(t *testing.T) []traceMessage {
 	t.Helper()
-	f, err := os.Open("testdata/py525-seed-workflow.trace.jsonl")
+	f, err := os.Open("../testdata/captures/py525-seed-workflow.trace.jsonl")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,7 @@
 package worker_test
 
 // The golden test replays a real Python Celery 5.2.6 run of the VHG
-// workflow (testdata/py525-seed-workflow.trace.jsonl: every message
+// workflow (../testdata/captures/py525-seed-workflow.trace.jsonl: every message
 // published on RabbitMQ, captured with the firehose tracer). For every task
 // message a worker published after running a task, it feeds the message
 // that task consumed (its parent) to the Go worker, with a stub handler
@@ -24,7 +24,7 @@ import (
 	"github.com/vhg/vhg-worker/worker"
 )
 
-const traceFile = "testdata/py525-seed-workflow.trace.jsonl"
+const traceFile = "../testdata/captures/py525-seed-workflow.trace.jsonl"
 
 // traced is one task message of the trace.
 type traced struct {

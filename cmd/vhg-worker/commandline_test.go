@@ -67,10 +67,13 @@ func TestBinaryCeleryCommandLine(t *testing.T) {
 		t.Errorf("pidfile %s holds %q, want %d", pidName, pid, cmd.Process.Pid)
 	}
 	log := readLog()
-	for _, want := range []string{"ignoring --app", "ignoring --pool", "ignoring --max-tasks-per-child", `queues="[` + queue + `]"`} {
+	for _, want := range []string{"ignoring --app", "ignoring --pool", "ignoring --max-tasks-per-child", `queues="[` + queue + ` `} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log has no %q:\n%s", want, log)
 		}
+	}
+	if strings.Contains(log, "excluded") {
+		t.Errorf("the queue excluded by -X is consumed:\n%s", log)
 	}
 
 	// A second worker with the same pidfile is refused while the first runs.

@@ -170,3 +170,7 @@ func (p *isoParser) zone() (*time.Location, error) {
 	}
 	return time.FixedZone("UTC"+strconv.Itoa(offset), offset), nil
 }
+
+// ParseISOTime reads a time as Celery writes it in the eta and expires
+// headers (see parseISOTime); the result is in UTC.
+func ParseISOTime(s string) (time.Time, error) { return parseISOTime(s) }

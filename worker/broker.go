@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/vhg/vhg-worker/protocol"
@@ -24,11 +25,19 @@ type DeliveryInfo struct {
 	RoutingKey  string
 	Redelivered bool
 	// Redeliveries counts how many times the message came back because
-	// the worker holding it died or lost its connection (an adapter keeps
-	// the count in a header of its own; zero on a first delivery). The
+	// the worker holding it died or lost its connection (zero on a first
+	// delivery; the RabbitMQ adapter reads a quorum queue's
+	// x-delivery-count, and keeps the count in a header of its own on
+	// classic queues). A message given back on purpose (a requeue on
+	// shutdown, a task's Reject with requeue) does not count. The
 	// Server gives up on a message that keeps coming back (see
 	// Config.MaxRedeliveries).
 	Redeliveries int
+	// DeliveryLimit is how many returns the broker allows before it drops
+	// or dead-letters the message instead (a RabbitMQ quorum queue's
+	// x-delivery-limit); zero means none known. The Server ends the
+	// message as FAILURE at the last delivery the broker allows.
+	DeliveryLimit int
 	// DeliveryTag is the broker's number for the delivery on its channel
 	// (AMQP's delivery tag), for log lines about a message that has no
 	// usable task id; zero when the broker has none.
@@ -74,13 +83,37 @@ type StaleDelivery interface {
 	Stale() bool
 }
 
-// PrefetchAdjuster is implemented by deliveries whose consumer's prefetch
-// count can grow while the worker holds messages for their ETA, so that
-// held messages do not starve the worker (Celery's
-// qos.increment_eventually).
-type PrefetchAdjuster interface {
-	AdjustPrefetch(delta int)
+// ReturningDelivery is implemented by deliveries whose broker tells a
+// message given back on purpose (Reject with requeue: a shutdown, a task
+// asking for it), which does not count as a redelivery, from one given
+// back because handling it failed, which does.
+type ReturningDelivery interface {
+	Delivery
+	// Return gives the message back to its queue as a failed delivery:
+	// when it comes back, DeliveryInfo.Redeliveries counts it (and a
+	// RabbitMQ quorum queue's x-delivery-limit).
+	Return() error
 }
+
+// DelayingDelivery is implemented by deliveries whose broker can keep a
+// message until its ETA (RabbitMQ's native delayed delivery). The Server
+// gives a message with an ETA back this way as soon as it arrives, so that
+// a message waiting for its ETA never holds a prefetch slot: with
+// per-consumer QoS the prefetch count cannot grow while messages wait, and
+// more ETA messages than slots would otherwise stop the worker from taking
+// other work until the first ETA.
+type DelayingDelivery interface {
+	Delivery
+	// Delay gives the message back to the broker, which delivers it again
+	// at about eta, and settles this delivery. It returns ErrCannotDelay,
+	// having done nothing, when it cannot (eta too close, no delay
+	// mechanism on the broker).
+	Delay(ctx context.Context, eta time.Time) error
+}
+
+// ErrCannotDelay is returned by DelayingDelivery.Delay when the broker
+// cannot keep the message until its ETA; the worker holds it instead.
+var ErrCannotDelay = errors.New("worker: the broker cannot delay this message")
 
 // Broker is what the Server needs from a message broker.
 type Broker interface {

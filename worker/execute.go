@@ -144,7 +144,7 @@ func (s *Server) execute(r *request) {
 	if storeErr != nil {
 		if r.config.AcksLate {
 			log.WithError(storeErr).Error("the task's outcome could not be stored: requeueing its message, so the task runs again")
-			r.requeue(log)
+			r.giveBack(log)
 			return
 		}
 		log.WithError(storeErr).Error("the task's outcome could not be stored and its message was acknowledged when it started: the outcome is lost")

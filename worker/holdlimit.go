@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -19,9 +20,13 @@ import (
 //     Still waiting at MaxHold (for its ETA or a free slot), it is
 //     postponed; running an acks_late task, it is leased. An ETA further
 //     away than MaxHold is postponed on arrival.
-//   - Messages held for their ETA raise the consumer's prefetch count by
-//     one each while they wait (PrefetchAdjuster), as Celery's
-//     qos.increment_eventually does, so they cannot starve the worker.
+//   - A message whose ETA is a second or more away is given back to the
+//     broker on arrival when it can keep it until then (DelayingDelivery:
+//     RabbitMQ's native delayed delivery), so that it never holds a
+//     prefetch slot: consumers have a fixed per-consumer prefetch count
+//     (RabbitMQ 4 and quorum queues have no channel-wide one to raise, as
+//     Celery's qos.increment_eventually did), and messages waiting for
+//     their ETA would otherwise keep the worker from taking other work.
 //   - A delivery whose connection is lost (StaleDelivery) is dropped
 //     instead of started: the broker redelivers it.
 //   - A message that comes back after a lost connection while its task is
@@ -30,7 +35,10 @@ import (
 //   - A message that came back more than Config.MaxRedeliveries times
 //     (DeliveryInfo.Redeliveries: its worker died or lost its connection
 //     each time) is not run again: it ends as FAILURE (WorkerLostError)
-//     and is rejected, so a task that kills the worker cannot loop.
+//     and is rejected, so a task that kills the worker cannot loop. On a
+//     queue whose broker gives up itself after DeliveryInfo.DeliveryLimit
+//     returns (a quorum queue's x-delivery-limit), the worker gives up at
+//     the last delivery the broker allows, if not before.
 
 // settleTimeout bounds a postpone or a lease taken by the hold timer.
 const settleTimeout = time.Minute
@@ -81,11 +89,27 @@ func (s *Server) holdLimit(r *request, ld LeasingDelivery) {
 	r.leased = true
 }
 
-// postponeFar gives a message whose ETA is further than MaxHold back to the
-// broker at once, instead of holding it. It reports whether it did.
-func (s *Server) postponeFar(ctx context.Context, r *request) bool {
+// delayETA gives a message with an ETA back to the broker on arrival,
+// instead of holding it: through native delayed delivery when the broker
+// has it, else through Postpone when the ETA is further than MaxHold. It
+// reports whether it did.
+func (s *Server) delayETA(ctx context.Context, r *request) bool {
+	if r.msg.ETA.IsZero() || !time.Now().Before(r.msg.ETA) {
+		return false
+	}
+	if dd, ok := r.current().(DelayingDelivery); ok {
+		err := dd.Delay(ctx, r.msg.ETA)
+		if err == nil {
+			r.acked.Store(true)
+			r.log.WithField("eta", r.msg.ETA).Debug("ETA ahead: given to the broker's delayed delivery until then")
+			return true
+		}
+		if !errors.Is(err, ErrCannotDelay) {
+			r.log.WithError(err).Warn("delaying a message until its ETA failed; holding it instead")
+		}
+	}
 	ld, ok := r.current().(LeasingDelivery)
-	if !ok || r.msg.ETA.IsZero() || time.Until(r.msg.ETA) <= ld.MaxHold() {
+	if !ok || time.Until(r.msg.ETA) <= ld.MaxHold() {
 		return false
 	}
 	if err := ld.Postpone(ctx, r.msg.ETA); err != nil {
@@ -121,17 +145,6 @@ func (r *request) settled() {
 	}
 }
 
-// bumpPrefetch raises the prefetch count while r waits for its ETA; the
-// returned function lowers it again.
-func bumpPrefetch(r *request) func() {
-	pa, ok := r.current().(PrefetchAdjuster)
-	if !ok {
-		return func() {}
-	}
-	pa.AdjustPrefetch(1)
-	return func() { pa.AdjustPrefetch(-1) }
-}
-
 // tooManyRedeliveries settles a message that keeps coming back because the
 // worker running it dies: FAILURE WorkerLostError stored, errbacks and
 // chord applied as for any failure, message rejected without requeue.
@@ -140,7 +153,13 @@ func (s *Server) tooManyRedeliveries(ctx context.Context, r *request) bool {
 	if max == 0 {
 		max = defaultMaxRedeliveries
 	}
-	n := r.current().Info().Redeliveries
+	info := r.current().Info()
+	if l := info.DeliveryLimit; l > 0 && (max < 0 || max >= l) {
+		// The broker drops (or dead-letters) the message when it comes
+		// back once more: end it now, with a FAILURE a client can read.
+		max = l - 1
+	}
+	n := info.Redeliveries
 	if max < 0 || n <= max {
 		return false
 	}

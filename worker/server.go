@@ -282,10 +282,7 @@ func (s *Server) lastNet(r *request, stage string, p any) {
 // held (see Reserved and Scheduled) until execute takes it.
 func (s *Server) hand(ctx context.Context, r *request, work chan<- *request) {
 	if wait := time.Until(r.msg.ETA); !r.msg.ETA.IsZero() && wait > 0 {
-		unbump := bumpPrefetch(r)
-		waited := s.wait(ctx, r, wait)
-		unbump()
-		if !waited {
+		if !s.wait(ctx, r, wait) {
 			return
 		}
 		// Expiry is checked again before running (revocation in execute).
@@ -391,6 +388,28 @@ func (r *request) reject(log logrus.FieldLogger, requeue bool) {
 
 func (r *request) requeue(log logrus.FieldLogger) { r.reject(log, true) }
 
+// giveBack returns the message to its queue as a failed delivery, which
+// counts as a redelivery (ReturningDelivery), so that Config.MaxRedeliveries
+// bounds how often it comes back; a plain requeue where the delivery
+// cannot tell.
+func (r *request) giveBack(log logrus.FieldLogger) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.settled()
+	if r.acked.Swap(true) {
+		return
+	}
+	var err error
+	if rd, ok := r.current().(ReturningDelivery); ok {
+		err = rd.Return()
+	} else {
+		err = r.current().Reject(true)
+	}
+	if err != nil {
+		log.WithError(err).Error("giving the message back failed")
+	}
+}
+
 // receive decodes and checks r's delivery and fills r in. It returns false
 // when the message was settled here (invalid, unknown, expired, revoked,
 // postponed).
@@ -421,7 +440,7 @@ func (s *Server) receive(ctx context.Context, r *request) bool {
 		return false
 	}
 	r.handler, r.config = h, cfg
-	if s.adopt(r) || s.settledBefore(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.postponeFar(ctx, r) {
+	if s.adopt(r) || s.settledBefore(r) || s.expired(ctx, r) || s.discardRevoked(ctx, r) || s.tooManyRedeliveries(ctx, r) || s.delayETA(ctx, r) {
 		return false
 	}
 	r.log.WithField("eta", msg.ETA).Debug("task received")

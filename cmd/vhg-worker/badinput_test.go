@@ -331,10 +331,32 @@ func runTask(t *testing.T, mux *worker.ServeMux, name string, args []any, kwargs
 // TestPoisonMessageGivesUp: a task whose worker dies every time it runs it
 // (here the worker's connection is cut while the task runs) comes back
 // MaxRedeliveries times, then ends as FAILURE WorkerLostError instead of
-// looping forever.
+// looping forever. On a classic queue the worker counts the returns
+// itself; on a quorum queue the broker does (x-delivery-count), and with
+// an x-delivery-limit the worker gives up at the last delivery the broker
+// allows, so that the client reads a FAILURE instead of waiting for a
+// message the broker dropped.
 func TestPoisonMessageGivesUp(t *testing.T) {
 	t.Parallel()
 	requireServices(t)
+	for _, tt := range []struct {
+		name            string
+		queueType       string
+		maxRedeliveries int
+		deliveryLimit   int
+	}{
+		{"classic", rabbitmq.QueueClassic, 2, 0},
+		{"quorum", rabbitmq.QueueQuorum, 2, 0},
+		{"quorum-delivery-limit", rabbitmq.QueueQuorum, -1, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testPoisonMessage(t, tt.queueType, tt.maxRedeliveries, tt.deliveryLimit)
+		})
+	}
+}
+
+func testPoisonMessage(t *testing.T, queueType string, maxRedeliveries, deliveryLimit int) {
 	queue := uniqueQueue(t)
 	backend, err := redis.New(context.Background(), redis.Config{URL: testRedisURL})
 	if err != nil {
@@ -348,17 +370,18 @@ func TestPoisonMessageGivesUp(t *testing.T) {
 		<-ctx.Done()
 		return nil, context.Cause(ctx)
 	}, worker.AcksLate())
+	// Both settings allow 2 redeliveries: 3 runs.
 	const limit = 2
 	var id string
 	for life := 0; ; life++ {
-		broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL})
+		broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL, QueueType: queueType, DeliveryLimit: deliveryLimit})
 		if err != nil {
 			t.Fatalf("RabbitMQ: %v (run make setup)", err)
 		}
 		log := logrus.New()
 		log.SetLevel(logrus.ErrorLevel)
 		log.SetOutput(testWriter{t})
-		srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: 1, MaxRedeliveries: limit, ShutdownTimeout: time.Second}, broker, backend, mux, log)
+		srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: 1, MaxRedeliveries: maxRedeliveries, ShutdownTimeout: time.Second}, broker, backend, mux, log)
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
 		go func() { srv.Run(ctx); close(done) }()
@@ -388,7 +411,7 @@ func TestPoisonMessageGivesUp(t *testing.T) {
 	if n := runs.get(); n != limit+1 {
 		t.Errorf("the task ran %d times, want %d (the first run and %d redeliveries)", n, limit+1, limit)
 	}
-	t.Logf("FIGURE poison message: %d runs, then FAILURE WorkerLostError; no loop", runs.get())
+	t.Logf("FIGURE poison message (%s): %d runs, then FAILURE WorkerLostError; no loop", queueType, runs.get())
 }
 
 type atomicCounter struct {

@@ -148,6 +148,11 @@ type goWorkerOptions struct {
 	backend     string // "redis" (default), "rpc" or "amqp"
 	node        string
 	concurrency int // 0 means 4
+	// queueType and exchangeType are the broker's (rabbitmq.Config);
+	// empty means classic and direct.
+	queueType, exchangeType string
+	// noNativeDelay keeps messages with an ETA in the worker until then.
+	noNativeDelay bool
 	// setup, when set, runs before the worker starts, with the ctx that
 	// stops it (the ops tests start events, remote control and metrics).
 	setup func(ctx context.Context, srv *worker.Server, broker *rabbitmq.Broker)
@@ -159,7 +164,7 @@ func startGoWorker(t *testing.T, queue string, o goWorkerOptions) (*worker.Serve
 	log := logrus.New()
 	log.SetLevel(logrus.WarnLevel)
 	log.SetOutput(testWriter{t})
-	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL, Log: log})
+	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL, Log: log, QueueType: o.queueType, ExchangeType: o.exchangeType, NoNativeDelay: o.noNativeDelay})
 	if err != nil {
 		t.Fatalf("connect to RabbitMQ: %v (run `make setup`)", err)
 	}
@@ -236,8 +241,9 @@ func scenario(t *testing.T, name, queue string, env ...string) map[string]any {
 }
 
 // startPythonWorker runs a real Celery worker (prefork, 2 processes) on
-// queue until the test ends, and waits until it is ready.
-func startPythonWorker(t *testing.T, queue, node string) {
+// queue until the test ends, and waits until it is ready. env is added to
+// its environment (INTEROP_QUEUE_TYPE=quorum, ...).
+func startPythonWorker(t *testing.T, queue, node string, env ...string) {
 	t.Helper()
 	cmd := exec.Command(pythonBin, "-m", "celery", "-A", "interop", "worker",
 		"-Q", queue, "-c", "2", "-n", node, "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat")
@@ -246,6 +252,7 @@ func startPythonWorker(t *testing.T, queue, node string) {
 		"CELERY_BROKER_URL="+testBrokerURL,
 		"CELERY_RESULT_BACKEND="+testRedisURL,
 		"INTEROP_QUEUE="+queue)
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

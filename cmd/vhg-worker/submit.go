@@ -30,6 +30,10 @@ func runSubmit(args []string) int {
 	fs.StringVar(brokerURL, "broker", envOr("CELERY_BROKER_URL", rabbitmq.DefaultURL), "same as -b")
 	queue := fs.String("Q", "celery", "queue to send the task to")
 	follow := fs.Bool("follow", false, "print the status messages until COMPLETE or FAILURE")
+	queueType := fs.String("queue-type", envOr("CELERY_TASK_DEFAULT_QUEUE_TYPE", rabbitmq.QueueClassic),
+		"type of the queue, declared before sending as a Celery client does: classic or quorum (env CELERY_TASK_DEFAULT_QUEUE_TYPE)")
+	exchangeType := fs.String("exchange-type", envOr("CELERY_TASK_DEFAULT_EXCHANGE_TYPE", rabbitmq.ExchangeDirect),
+		"type of the exchange named after the queue: direct or topic (env CELERY_TASK_DEFAULT_EXCHANGE_TYPE)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), "Usage: vhg-worker submit [flags] INPUT\n\n"+
 			"Sends adaptation.commons.encode_workflow(INPUT) to the broker and prints its task id.\n\n")
@@ -47,7 +51,8 @@ func runSubmit(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	final, err := submit(ctx, submitConfig{BrokerURL: *brokerURL, Queue: *queue, Input: fs.Arg(0), Follow: *follow, Out: os.Stdout})
+	final, err := submit(ctx, submitConfig{BrokerURL: *brokerURL, Queue: *queue, QueueType: *queueType, ExchangeType: *exchangeType,
+		Input: fs.Arg(0), Follow: *follow, Out: os.Stdout})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker submit: %v\n", err)
 		return 1
@@ -62,6 +67,9 @@ func runSubmit(args []string) int {
 type submitConfig struct {
 	BrokerURL string // empty means rabbitmq.DefaultURL
 	Queue     string // empty means "celery"
+	// QueueType and ExchangeType are those of the queue, declared before
+	// sending (rabbitmq.Config); empty means classic and direct.
+	QueueType, ExchangeType string
 	// Input is the url argument of encode_workflow; a relative path that
 	// exists here is made absolute.
 	Input string
@@ -84,7 +92,8 @@ func submit(ctx context.Context, cfg submitConfig) (protocol.ResultMeta, error) 
 			input, _ = filepath.Abs(input)
 		}
 	}
-	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: cfg.BrokerURL, ConnectionName: "vhg-worker submit"})
+	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: cfg.BrokerURL, ConnectionName: "vhg-worker submit",
+		QueueType: cfg.QueueType, ExchangeType: cfg.ExchangeType})
 	if err != nil {
 		return protocol.ResultMeta{}, fmt.Errorf("cannot reach the broker: %w", err)
 	}

@@ -47,6 +47,10 @@ type workerFlags struct {
 	shutdownTimeout    time.Duration
 	consumerTimeout    time.Duration
 	maxRedeliveries    int
+	queueType          string
+	exchangeType       string
+	delayedQueueType   string
+	deliveryLimit      int
 	pythonFailures     bool
 	tasks              taskFlags
 	inert              inertFlags
@@ -94,6 +98,14 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.DurationVar(&f.consumerTimeout, "consumer-timeout", 30*time.Minute,
 		"RabbitMQ's consumer_timeout (or less): no message is held unacknowledged for more than half of it; longer acks_late tasks are leased (see README)")
 	fs.IntVar(&f.maxRedeliveries, "max-redeliveries", 5, "a message that comes back more often because its worker died ends as FAILURE (negative: no limit)")
+	fs.StringVar(&f.queueType, "queue-type", envOr("CELERY_TASK_DEFAULT_QUEUE_TYPE", rabbitmq.QueueClassic),
+		"type of the task queues: classic or quorum, as Celery's task_default_queue_type (env CELERY_TASK_DEFAULT_QUEUE_TYPE)")
+	fs.StringVar(&f.exchangeType, "exchange-type", envOr("CELERY_TASK_DEFAULT_EXCHANGE_TYPE", rabbitmq.ExchangeDirect),
+		"type of the exchange named after each task queue: direct or topic, as Celery's task_default_exchange_type (env CELERY_TASK_DEFAULT_EXCHANGE_TYPE)")
+	fs.StringVar(&f.delayedQueueType, "delayed-delivery-queue-type", envOr("CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE", rabbitmq.QueueQuorum),
+		"type of the shared native delayed delivery queues celery_delayed_*: quorum or classic, as Celery's broker_native_delayed_delivery_queue_type (env CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE)")
+	fs.IntVar(&f.deliveryLimit, "delivery-limit", 0,
+		"x-delivery-limit of quorum task queues, as the deployment declares them (0: none); a message at its last allowed delivery that came back ends as FAILURE")
 	fs.BoolVar(&f.pythonFailures, "report-python-failures", true,
 		"publish FAILURE for workflows built by the original Python encode_workflow whose step fails on a Python worker (needs its task events: celery worker -E)")
 	f.tasks.add(fs, true)
@@ -103,6 +115,18 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	}
 	if fs.NArg() > 0 {
 		return f, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.deliveryLimit < 0 {
+		return f, fmt.Errorf("--delivery-limit %d: want 0 (none) or more", f.deliveryLimit)
+	}
+	for _, c := range []struct{ flag, value, a, b string }{
+		{"--queue-type", f.queueType, rabbitmq.QueueClassic, rabbitmq.QueueQuorum},
+		{"--exchange-type", f.exchangeType, rabbitmq.ExchangeDirect, rabbitmq.ExchangeTopic},
+		{"--delayed-delivery-queue-type", f.delayedQueueType, rabbitmq.QueueClassic, rabbitmq.QueueQuorum},
+	} {
+		if c.value != c.a && c.value != c.b {
+			return f, fmt.Errorf("%s %q: want %s or %s", c.flag, c.value, c.a, c.b)
+		}
 	}
 	if f.heartbeatInterval <= 0 {
 		return f, fmt.Errorf("--heartbeat-interval: want seconds > 0, not %d", f.heartbeatInterval)
@@ -208,6 +232,8 @@ func runWorker(args []string) int {
 	var collector atomic.Pointer[metrics.Collector]
 	broker, err := rabbitmq.Dial(rabbitmq.Config{
 		URL: f.broker, Log: log, ConsumerTimeout: f.consumerTimeout,
+		QueueType: f.queueType, ExchangeType: f.exchangeType, DelayedDeliveryQueueType: f.delayedQueueType,
+		DeliveryLimit: f.deliveryLimit,
 		OnConnectionLost: func(error) {
 			if m := collector.Load(); m != nil {
 				m.BrokerDisconnected()
@@ -272,8 +298,11 @@ func runWorker(args []string) int {
 		ffmpegTasks:       ffmpegTasks,
 		shutdown:          stop,
 		conf: map[string]any{
-			"broker_url":     rabbitmq.Redact(f.broker),
-			"result_backend": rabbitmq.Redact(f.resultBackend),
+			"broker_url":                                rabbitmq.Redact(f.broker),
+			"result_backend":                            rabbitmq.Redact(f.resultBackend),
+			"task_default_queue_type":                   f.queueType,
+			"task_default_exchange_type":                f.exchangeType,
+			"broker_native_delayed_delivery_queue_type": f.delayedQueueType,
 		},
 		log: log,
 	})

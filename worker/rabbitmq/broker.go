@@ -7,6 +7,11 @@
 // holds a delivery unacknowledged past RabbitMQ's consumer_timeout: waiting
 // messages are postponed and long acks_late tasks leased (see lease.go and
 // worker.LeasingDelivery).
+//
+// Task queues are classic or quorum, on direct or topic exchanges, declared
+// as Celery 5.6 declares them; consumers have a per-consumer prefetch
+// count; messages with an ETA wait in Celery 5.5's native delayed delivery
+// queues, not in the worker (see topology.go).
 package rabbitmq
 
 import (
@@ -54,6 +59,32 @@ type Config struct {
 	// OnReconnect is called once the connection is back and consuming can
 	// resume; nil means nothing is called.
 	OnReconnect func()
+	// QueueType is the type of the task queues declared: QueueClassic or
+	// QueueQuorum (Celery's task_default_queue_type); empty means classic.
+	// It must match what the deployment declared: RabbitMQ refuses to
+	// consume a queue declared with another type.
+	QueueType string
+	// DeliveryLimit is the x-delivery-limit of quorum task queues: how
+	// many times the broker returns a message (its worker died, its
+	// connection was lost) before it drops or dead-letters it. It must
+	// match the deployment's declaration; the worker ends such a message
+	// as FAILURE at its last delivery (worker.DeliveryInfo.DeliveryLimit).
+	// Zero means the queues are declared without one; ignored for classic
+	// queues.
+	DeliveryLimit int
+	// ExchangeType is the type of the exchange named after each task
+	// queue: ExchangeDirect or ExchangeTopic (Celery's
+	// task_default_exchange_type); empty means direct.
+	ExchangeType string
+	// DelayedDeliveryQueueType is the type of the native delayed delivery
+	// queues celery_delayed_* (Celery's
+	// broker_native_delayed_delivery_queue_type); empty means quorum,
+	// Celery's default. They are shared by every worker of the broker.
+	DelayedDeliveryQueueType string
+	// NoNativeDelay turns native delayed delivery off: the topology is not
+	// declared, and a message waiting for its ETA stays in the worker,
+	// taking a prefetch slot until then. False means it is on.
+	NoNativeDelay bool
 	// Log receives adapter events; nil discards them.
 	Log logrus.FieldLogger
 }
@@ -102,6 +133,12 @@ type Broker struct {
 
 	leaseMu sync.Mutex
 	leases  map[string]*lease // by name
+
+	delayMu  sync.Mutex
+	delayGen uint64          // the connection the delayed delivery topology was declared on
+	delayOK  bool            // it was declared: messages can be delayed natively
+	delayErr bool            // declaring it failed on delayGen
+	consumed map[string]bool // task queues consumed, declared by this broker
 }
 
 var _ worker.Broker = (*Broker)(nil)
@@ -127,6 +164,30 @@ func Dial(cfg Config) (*Broker, error) {
 	if cfg.ReconnectWait <= 0 {
 		cfg.ReconnectWait = 5 * time.Minute
 	}
+	switch cfg.QueueType {
+	case "":
+		cfg.QueueType = QueueClassic
+	case QueueClassic, QueueQuorum:
+	default:
+		return nil, fmt.Errorf("rabbitmq: queue type %q: want %s or %s", cfg.QueueType, QueueClassic, QueueQuorum)
+	}
+	if cfg.DeliveryLimit < 0 {
+		return nil, fmt.Errorf("rabbitmq: delivery limit %d: want 0 (none) or more", cfg.DeliveryLimit)
+	}
+	switch cfg.ExchangeType {
+	case "":
+		cfg.ExchangeType = ExchangeDirect
+	case ExchangeDirect, ExchangeTopic:
+	default:
+		return nil, fmt.Errorf("rabbitmq: exchange type %q: want %s or %s", cfg.ExchangeType, ExchangeDirect, ExchangeTopic)
+	}
+	switch cfg.DelayedDeliveryQueueType {
+	case "":
+		cfg.DelayedDeliveryQueueType = QueueQuorum
+	case QueueClassic, QueueQuorum:
+	default:
+		return nil, fmt.Errorf("rabbitmq: delayed delivery queue type %q: want %s or %s", cfg.DelayedDeliveryQueueType, QueueClassic, QueueQuorum)
+	}
 	log := cfg.Log
 	if log == nil {
 		l := logrus.New()
@@ -134,7 +195,7 @@ func Dial(cfg Config) (*Broker, error) {
 		log = l
 	}
 	b := &Broker{cfg: cfg, log: log, done: make(chan struct{}), up: make(chan struct{}),
-		declared: make(map[string]bool), leases: make(map[string]*lease)}
+		declared: make(map[string]bool), leases: make(map[string]*lease), consumed: make(map[string]bool)}
 	conn, err := b.dial()
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: connect to %s: %w", Redact(cfg.URL), err)
@@ -386,38 +447,102 @@ func (b *Broker) Info() map[string]any {
 	return info
 }
 
-// declareTaskQueue declares a queue as Celery does by default: a durable
-// queue bound to a durable direct exchange of the same name with the queue
-// name as routing key.
-func declareTaskQueue(ch *amqp.Channel, name string) error {
-	if err := ch.ExchangeDeclare(name, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: declare exchange %q: %w", name, err)
-	}
-	if _, err := ch.QueueDeclare(name, true, false, false, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: declare queue %q: %w", name, err)
-	}
-	if err := ch.QueueBind(name, name, name, false, nil); err != nil {
-		return fmt.Errorf("rabbitmq: bind queue %q: %w", name, err)
-	}
-	return nil
-}
-
 // Publish implements worker.Broker. A message routed through the default
 // exchange declares its queue first (once per connection), as a Celery
-// client does, so that it is never dropped for want of a queue. It waits
-// for the broker's confirm; when the connection is lost meanwhile it
-// publishes again on the next one (at least once).
+// client does, so that it is never dropped for want of a queue. A message
+// with an ETA a second or more away, routed that way or to a queue this
+// broker consumes through the exchange of the same name (a retry), goes
+// through native delayed delivery (see topology.go), as a Celery 5.5+
+// client sends a countdown: the broker keeps it until then, and any
+// worker, Go or Python, takes it. Publish waits for the broker's confirm;
+// when the connection is lost meanwhile it publishes again on the next
+// one (at least once).
 func (b *Broker) Publish(ctx context.Context, to worker.Route, env protocol.Envelope) error {
 	msg := publishing(env)
+	queue := to.RoutingKey
+	delayKey := ""
+	if eta := headerETA(env.Headers); !eta.IsZero() && queue != "" && (to.Exchange == "" || to.Exchange == queue && b.consumes(queue)) {
+		if k, ok := DelayRoutingKey(time.Until(eta), queue); ok && b.delayedDelivery(ctx) {
+			delayKey = k
+		}
+	}
 	return b.withPublisher(ctx, func(p *publisher) error {
-		if to.Exchange == "" && to.RoutingKey != "" && !p.declared[to.RoutingKey] {
-			if err := declareTaskQueue(p.ch, to.RoutingKey); err != nil {
+		if to.Exchange == "" && queue != "" && !p.declared[queue] {
+			if err := b.declareTaskQueue(p.ch, queue, false); err != nil {
 				return err
 			}
-			p.declared[to.RoutingKey] = true
+			p.declared[queue] = true
 		}
-		return p.publish(ctx, to.Exchange, to.RoutingKey, msg)
+		if delayKey == "" {
+			return p.publish(ctx, to.Exchange, to.RoutingKey, msg)
+		}
+		if bound := DelayedDeliveryExchange + " " + queue; !p.declared[bound] {
+			if err := b.bindDelayed(p.ch, queue); err != nil {
+				return err
+			}
+			p.declared[bound] = true
+		}
+		return p.publish(ctx, DelayedEntry, delayKey, msg)
 	})
+}
+
+// consumes reports whether queue is one this broker consumes, declared
+// with its exchange of the same name by this broker's settings.
+func (b *Broker) consumes(queue string) bool {
+	b.delayMu.Lock()
+	defer b.delayMu.Unlock()
+	return b.consumed[queue]
+}
+
+// headerETA is the eta header of a protocol 2 message; zero when absent or
+// unreadable.
+func headerETA(h map[string]any) time.Time {
+	s, ok := h["eta"].(string)
+	if !ok || s == "" {
+		return time.Time{}
+	}
+	eta, err := protocol.ParseISOTime(s)
+	if err != nil {
+		return time.Time{}
+	}
+	return eta
+}
+
+// delayedDelivery reports whether native delayed delivery is usable on
+// the current connection, declaring its topology there first (once per
+// connection, on a channel of its own: a refused declaration closes it).
+// When the declaration is refused (the deployment declared the levels
+// otherwise), it is logged once per connection and messages wait in the
+// worker instead.
+func (b *Broker) delayedDelivery(ctx context.Context) bool {
+	if b.cfg.NoNativeDelay {
+		return false
+	}
+	conn, gen, err := b.connection(ctx)
+	if err != nil {
+		return false
+	}
+	b.delayMu.Lock()
+	defer b.delayMu.Unlock()
+	if b.delayGen == gen && (b.delayOK || b.delayErr) {
+		return b.delayOK
+	}
+	b.delayGen, b.delayOK, b.delayErr = gen, false, false
+	ch, err := conn.Channel()
+	if err == nil {
+		err = b.declareDelayedDelivery(ch)
+		ch.Close()
+	}
+	if err != nil {
+		if !lostDuring(conn, err) {
+			b.delayErr = true
+			b.log.WithError(err).Warn("declaring the native delayed delivery exchanges and queues failed: " +
+				"messages with an ETA wait in the worker, each holding a prefetch slot until then")
+		}
+		return false
+	}
+	b.delayOK = true
+	return true
 }
 
 // publisher is the confirm channel of one connection, lent to one caller
@@ -573,14 +698,18 @@ type nopWriter struct{}
 
 func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 
-// DeleteQueue deletes a task queue and its guard queue (tests and
-// benchmarks clean up with it).
+// DeleteQueue deletes a task queue, its exchange and its guard queue
+// (tests and benchmarks clean up with it). The shared delayed delivery
+// topology stays.
 func (b *Broker) DeleteQueue(name string) error {
 	return b.withPublisher(context.Background(), func(p *publisher) error {
 		for _, q := range []string{name, GuardQueue(name)} {
 			if _, err := p.ch.QueueDelete(q, false, false, false); err != nil {
 				return fmt.Errorf("rabbitmq: delete queue %q: %w", q, err)
 			}
+		}
+		if err := p.ch.ExchangeDelete(name, false, false); err != nil {
+			return fmt.Errorf("rabbitmq: delete exchange %q: %w", name, err)
 		}
 		return nil
 	})

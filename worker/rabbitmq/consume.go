@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,13 @@ const (
 	headerRedeliveries = "x-vhg-redeliveries"
 	// headerLease names the lease a guard copy belongs to (see lease.go).
 	headerLease = "x-vhg-lease"
+	// headerRequeued marks a copy published back in place of a requeue
+	// (see delivery.Reject): it is delivered as redelivered, as a
+	// requeued message is, without counting as a return.
+	headerRequeued = "x-vhg-requeued"
+	// headerDeliveryCount is the count a quorum queue keeps of a message's
+	// returns (RabbitMQ 3.10+; absent on a first delivery).
+	headerDeliveryCount = "x-delivery-count"
 )
 
 // ErrStale is returned when acknowledging a delivery whose connection is
@@ -38,9 +46,8 @@ type consumer struct {
 	prefetch int
 	out      chan worker.Delivery
 
-	mu    sync.Mutex
-	extra int           // prefetch added for messages held for their ETA
-	ch    *amqp.Channel // the current channel
+	mu sync.Mutex
+	ch *amqp.Channel // the current channel
 }
 
 // stream is one queue's deliveries on one channel.
@@ -51,17 +58,21 @@ type stream struct {
 	settler *settler // of the channel
 }
 
-// Consume implements worker.Broker: one channel with QoS prefetch (global,
-// as Celery sets it on classic queues) consuming every queue. When the
-// connection is lost it subscribes again on the next one, with the queues
-// re-declared and the prefetch re-applied; the delivery channel stays open
-// until ctx is done or the broker is closed.
+// Consume implements worker.Broker: one channel consuming every queue, each
+// consumer with its own prefetch count (per-consumer QoS, global=false:
+// RabbitMQ refuses channel-wide QoS on quorum queues and RabbitMQ 4 drops
+// it). Nothing here ever changes the prefetch count: a message waiting for
+// its ETA is given back to the broker through native delayed delivery
+// (Delivery.Delay) instead of holding a slot. When the connection is lost
+// it subscribes again on the next one, with the queues re-declared; the
+// delivery channel stays open until ctx is done or the broker is closed.
 //
 // Before a message reaches the worker, two kinds are settled here: a guard
 // copy (see Delivery.Lease) whose task is still running elsewhere or is
-// done, and a redelivered message, which is published again with its
-// redelivery count (DeliveryInfo.Redeliveries) and acknowledged, so that
-// the count survives the worker dying while it runs.
+// done, and, on a classic queue, a redelivered message, which is published
+// again with its redelivery count (DeliveryInfo.Redeliveries) and
+// acknowledged, so that the count survives the worker dying while it runs.
+// A quorum queue counts returns itself (x-delivery-count).
 func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan worker.Delivery, error) {
 	c := &consumer{b: b, ctx: ctx, queues: queues, prefetch: prefetch, out: make(chan worker.Delivery)}
 	conn, gen, err := b.connection(ctx)
@@ -76,29 +87,35 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	return c.out, nil
 }
 
-// subscribe opens a channel on conn, declares the queues, applies the
-// prefetch count and starts consuming.
+// subscribe opens a channel on conn, declares the queues (and the native
+// delayed delivery topology), applies the prefetch count per consumer and
+// starts consuming.
 func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uint64) ([]stream, error) {
+	delayed := c.b.delayedDelivery(ctx)
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: open channel: %w", err)
 	}
 	for _, q := range c.queues {
-		if err := declareTaskQueue(ch, q); err != nil {
+		if err := c.b.declareTaskQueue(ch, q, delayed); err != nil {
 			ch.Close()
 			return nil, err
 		}
+		// Classic, whatever the task queues are: see topology.go.
 		if _, err := ch.QueueDeclare(GuardQueue(q), true, false, false, false, nil); err != nil {
 			ch.Close()
 			return nil, fmt.Errorf("rabbitmq: declare queue %q: %w", GuardQueue(q), err)
 		}
 	}
-	c.mu.Lock()
-	prefetch := c.prefetch + c.extra
-	c.mu.Unlock()
-	if err := ch.Qos(prefetch, 0, true); err != nil {
+	c.b.delayMu.Lock()
+	for _, q := range c.queues {
+		c.b.consumed[q] = true
+	}
+	c.b.delayMu.Unlock()
+	// global=false: the count applies to each consumer started after it.
+	if err := ch.Qos(c.prefetch, 0, false); err != nil {
 		ch.Close()
-		return nil, fmt.Errorf("rabbitmq: qos %d: %w", prefetch, err)
+		return nil, fmt.Errorf("rabbitmq: qos %d: %w", c.prefetch, err)
 	}
 	settler := newSettler(ch, c.prefetch, c.b.log)
 	var streams []stream
@@ -210,7 +227,7 @@ func (c *consumer) prepareSafely(ctx context.Context, s stream, m amqp.Delivery)
 // (nil): guard copies and redelivered messages are handled first.
 func (c *consumer) prepare(ctx context.Context, s stream, d *delivery) *delivery {
 	m := d.d
-	d.redeliveries = redeliveries(m.Headers)
+	d.redeliveries = intHeader(m.Headers, headerRedeliveries)
 	if v, ok := m.Headers[headerLease]; ok {
 		if name, _ := v.(string); isLeaseName(name) {
 			return c.b.claimGuard(ctx, d, name)
@@ -219,6 +236,13 @@ func (c *consumer) prepare(ctx context.Context, s stream, d *delivery) *delivery
 		// is private (dropped from the envelope), so the message is an
 		// ordinary one.
 		c.b.log.WithFields(d.logFields()).Warn("ignoring a lease header this worker did not write")
+	}
+	d.requeued, _ = m.Headers[headerRequeued].(bool)
+	if c.b.cfg.QueueType == QueueQuorum {
+		// The broker counts the returns of this copy; the header carries
+		// those of the copies before it (see delivery.Reject).
+		d.redeliveries += intHeader(m.Headers, headerDeliveryCount)
+		return d
 	}
 	if !m.Redelivered {
 		return d
@@ -236,30 +260,13 @@ func (c *consumer) prepare(ctx context.Context, s stream, d *delivery) *delivery
 	return nil
 }
 
-// adjust changes the prefetch count by delta and applies it at once.
-func (c *consumer) adjust(delta int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.extra += delta
-	if c.extra < 0 {
-		c.extra = 0
-	}
-	if c.ch == nil || c.ch.IsClosed() {
-		return // applied by the next subscribe
-	}
-	if c.ctx.Err() != nil {
-		// Consuming stops: nothing more is delivered, and basic.qos would
-		// race with the basic.cancel on the same channel (amqp091 pairs a
-		// reply with whichever call waits).
-		return
-	}
-	if err := c.ch.Qos(c.prefetch+c.extra, 0, true); err != nil {
-		c.b.log.WithError(err).Warn("changing the prefetch count failed")
-	}
-}
-
-func redeliveries(h amqp.Table) int {
-	switch n := h[headerRedeliveries].(type) {
+// intHeader reads an integer header; zero when absent.
+func intHeader(h amqp.Table, key string) int {
+	switch n := h[key].(type) {
+	case int8:
+		return int(n)
+	case int16:
+		return int(n)
 	case int32:
 		return int(n)
 	case int64:
@@ -278,6 +285,7 @@ type delivery struct {
 	gen          uint64   // the connection it came on
 	queue        string   // the queue it came from
 	redeliveries int
+	requeued     bool // a copy published back in place of a requeue
 
 	mu    sync.Mutex
 	lease *lease // set once leased: Ack and Reject end the lease
@@ -287,16 +295,17 @@ type delivery struct {
 }
 
 var (
-	_ worker.LeasingDelivery  = (*delivery)(nil)
-	_ worker.StaleDelivery    = (*delivery)(nil)
-	_ worker.PrefetchAdjuster = (*delivery)(nil)
+	_ worker.LeasingDelivery   = (*delivery)(nil)
+	_ worker.StaleDelivery     = (*delivery)(nil)
+	_ worker.DelayingDelivery  = (*delivery)(nil)
+	_ worker.ReturningDelivery = (*delivery)(nil)
 )
 
 // private reports the headers this adapter or RabbitMQ's dead-lettering
 // adds, which the worker never sees.
 func private(key string) bool {
 	switch key {
-	case headerRedeliveries, headerLease, "x-death", "x-first-death-exchange", "x-first-death-queue",
+	case headerRedeliveries, headerLease, headerDeliveryCount, headerRequeued, "x-death", "x-first-death-exchange", "x-first-death-queue",
 		"x-first-death-reason", "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason":
 		return true
 	}
@@ -323,9 +332,22 @@ func (d *delivery) Envelope() protocol.Envelope {
 	}
 }
 
+// Info implements worker.Delivery. A message that came through native
+// delayed delivery reports the queue it is on, through the default
+// exchange, as its route (its routing key is the delay's, which would
+// send a retry straight back to the queue without its delay).
 func (d *delivery) Info() worker.DeliveryInfo {
-	return worker.DeliveryInfo{Exchange: d.d.Exchange, RoutingKey: d.d.RoutingKey,
-		Redelivered: d.d.Redelivered || d.redeliveries > 0, Redeliveries: d.redeliveries, DeliveryTag: d.d.DeliveryTag}
+	exchange, key := d.d.Exchange, d.d.RoutingKey
+	if exchange == DelayedDeliveryExchange || strings.HasPrefix(exchange, "celery_delayed_") {
+		exchange, key = "", d.queue
+	}
+	info := worker.DeliveryInfo{Exchange: exchange, RoutingKey: key,
+		Redelivered: d.d.Redelivered || d.redeliveries > 0 || d.requeued, Redeliveries: d.redeliveries,
+		DeliveryTag: d.d.DeliveryTag}
+	if d.c.b.cfg.QueueType == QueueQuorum {
+		info.DeliveryLimit = d.c.b.cfg.DeliveryLimit
+	}
+	return info
 }
 
 func (d *delivery) leased() *lease {
@@ -358,12 +380,29 @@ func (d *delivery) unsettle(requeue bool) error {
 	return d.s.reject(d.d.DeliveryTag, requeue)
 }
 
+// Reject implements worker.Delivery. A requeue is a copy published back
+// to the queue (carrying the returns counted so far, and marked so that it
+// is delivered as redelivered) and an ack of this delivery, on every queue
+// type: the broker counts a basic.reject with requeue as a return (a
+// quorum queue's x-delivery-count and x-delivery-limit; the redelivered
+// flag that this adapter counts on a classic queue), and the worker giving
+// a message back on shutdown, or a task asking to be requeued, did not
+// fail it. The copy goes to the back of the queue.
 func (d *delivery) Reject(requeue bool) error {
 	if l := d.leased(); l != nil {
 		return l.release(requeue)
 	}
 	if d.Stale() {
 		return ErrStale
+	}
+	if requeue {
+		ctx, cancel := context.WithTimeout(context.Background(), d.c.b.cfg.ReconnectWait)
+		defer cancel()
+		if err := d.republish(ctx, "", d.queue, amqp.Table{headerRequeued: true}); err != nil {
+			d.c.b.log.WithError(err).WithFields(d.logFields()).Warn("requeue by copy failed; rejecting with requeue (the broker counts it as a failed delivery)")
+			return d.unsettle(true)
+		}
+		return d.settle()
 	}
 	return d.unsettle(requeue)
 }
@@ -377,19 +416,50 @@ func (d *delivery) Stale() bool {
 	return d.c.b.generation() != d.gen
 }
 
-// AdjustPrefetch implements worker.PrefetchAdjuster.
-func (d *delivery) AdjustPrefetch(delta int) { d.c.adjust(delta) }
+// Return implements worker.ReturningDelivery: a basic.reject with
+// requeue, which the broker counts (a quorum queue's x-delivery-count, the
+// redelivered flag this adapter counts on a classic queue). A leased
+// message is published back with one more return in its count.
+func (d *delivery) Return() error {
+	if l := d.leased(); l != nil {
+		return l.returnFailed()
+	}
+	if d.Stale() {
+		return ErrStale
+	}
+	return d.unsettle(true)
+}
+
+// Delay implements worker.DelayingDelivery: the message is published
+// again through native delayed delivery, to come back to its queue at eta
+// (cut to whole seconds, so up to a second early), then this delivery is
+// acknowledged. worker.ErrCannotDelay when eta is less than a second away
+// or the delayed delivery topology is not there.
+func (d *delivery) Delay(ctx context.Context, eta time.Time) error {
+	if d.Stale() {
+		return ErrStale
+	}
+	key, ok := DelayRoutingKey(time.Until(eta), d.queue)
+	if !ok || !d.c.b.delayedDelivery(ctx) {
+		return worker.ErrCannotDelay
+	}
+	if err := d.republish(ctx, DelayedEntry, key, nil); err != nil {
+		return err
+	}
+	return d.settle()
+}
 
 // MaxHold implements worker.LeasingDelivery: half the consumer timeout.
 func (d *delivery) MaxHold() time.Duration { return d.c.b.cfg.ConsumerTimeout / 2 }
 
-// Postpone implements worker.LeasingDelivery: a message whose ETA is more
-// than MaxHold away goes through the delay queue (back after MaxHold),
-// any other goes straight back to its queue; then this delivery is
-// acknowledged.
+// Postpone implements worker.LeasingDelivery: a message whose ETA is a
+// second or more away goes through native delayed delivery when it is
+// there (back at its ETA); otherwise one more than MaxHold away goes
+// through the delay queue (back after MaxHold), any other goes straight
+// back to its queue; then this delivery is acknowledged.
 func (d *delivery) Postpone(ctx context.Context, eta time.Time) error {
-	if d.Stale() {
-		return ErrStale
+	if err := d.Delay(ctx, eta); !errors.Is(err, worker.ErrCannotDelay) {
+		return err
 	}
 	exchange := ""
 	if time.Until(eta) > d.MaxHold() {
@@ -438,12 +508,13 @@ func (d *delivery) copy(extra amqp.Table) amqp.Publishing {
 }
 
 // republish publishes a copy of the message with confirm: through
-// exchange "" straight to queue, or through the delay exchange.
+// exchange "" straight to queue, through the delay exchange, or through
+// native delayed delivery (queue is then the delay's routing key).
 func (d *delivery) republish(ctx context.Context, exchange, queue string, extra amqp.Table) error {
 	msg := d.copy(extra)
 	b := d.c.b
 	return b.withPublisher(ctx, func(p *publisher) error {
-		if exchange != "" {
+		if exchange == b.delayExchange() {
 			if err := b.declareDelay(p); err != nil {
 				return err
 			}

@@ -330,13 +330,34 @@ func (l *lease) start() {
 // set, the done marker is declared, the lease queue deleted. Later calls
 // return the first call's error.
 func (l *lease) release(requeue bool) error {
+	if !requeue {
+		return l.end(nil)
+	}
+	return l.end(&l.msg)
+}
+
+// returnFailed ends the lease publishing the message back with one more
+// return in its redelivery count (worker.ReturningDelivery).
+func (l *lease) returnFailed() error {
+	msg := l.msg
+	msg.Headers = make(amqp.Table, len(l.msg.Headers)+1)
+	for k, v := range l.msg.Headers {
+		msg.Headers[k] = v
+	}
+	msg.Headers[headerRedeliveries] = int32(intHeader(l.msg.Headers, headerRedeliveries) + 1)
+	return l.end(&msg)
+}
+
+// end ends the lease, publishing msg back to the queue first unless it is
+// nil (see release).
+func (l *lease) end(msg *amqp.Publishing) error {
 	l.once.Do(func() {
 		close(l.stop)
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), l.b.cfg.ReconnectWait)
 		defer cancel()
-		if requeue {
-			err := l.b.withPublisher(ctx, func(p *publisher) error { return p.publish(ctx, "", l.queue, l.msg) })
+		if msg != nil {
+			err := l.b.withPublisher(ctx, func(p *publisher) error { return p.publish(ctx, "", l.queue, *msg) })
 			if err != nil {
 				// The lease stays: a guard runs the task again later.
 				l.err = fmt.Errorf("rabbitmq: requeue leased message: %w", err)

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestWorkerFlagsQueueAndExchangeType(t *testing.T) {
+	t.Setenv("CELERY_TASK_DEFAULT_QUEUE_TYPE", "")
+	t.Setenv("CELERY_TASK_DEFAULT_EXCHANGE_TYPE", "")
+	t.Setenv("CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE", "")
+	f, err := parseWorkerFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.queueType != "classic" || f.exchangeType != "direct" || f.delayedQueueType != "quorum" || f.deliveryLimit != 0 {
+		t.Errorf("defaults: %q %q %q %d, want classic direct quorum 0 (Celery's)", f.queueType, f.exchangeType, f.delayedQueueType, f.deliveryLimit)
+	}
+	f, err = parseWorkerFlags([]string{"--queue-type", "quorum", "--exchange-type", "topic", "--delivery-limit", "5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.queueType != "quorum" || f.exchangeType != "topic" || f.deliveryLimit != 5 {
+		t.Errorf("flags: %q %q %d", f.queueType, f.exchangeType, f.deliveryLimit)
+	}
+	t.Setenv("CELERY_TASK_DEFAULT_QUEUE_TYPE", "quorum")
+	t.Setenv("CELERY_TASK_DEFAULT_EXCHANGE_TYPE", "topic")
+	t.Setenv("CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE", "classic")
+	f, err = parseWorkerFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.queueType != "quorum" || f.exchangeType != "topic" || f.delayedQueueType != "classic" {
+		t.Errorf("environment: %q %q %q", f.queueType, f.exchangeType, f.delayedQueueType)
+	}
+	for _, args := range [][]string{
+		{"--queue-type", "stream"},
+		{"--exchange-type", "fanout"},
+		{"--delayed-delivery-queue-type", "stream"},
+		{"--delivery-limit", "-1"},
+	} {
+		if _, err := parseWorkerFlags(args); err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("%v: err = %v, want one naming %s", args, err, args[0])
+		}
+	}
+}

@@ -24,18 +24,30 @@ run: setup build ## run a worker on the default broker (ARGS="-c 2 ..." adds fla
 	$(BIN) worker $(ARGS)
 
 .PHONY: test
-test: setup ## run every test (unit, integration, interop with Python Celery, then the fault tests) with -race
+test: setup lint test-unit test-integration test-faults ## every tier, as CI runs it: lint, unit, integration, faults (-race)
+
+.PHONY: lint
+lint: ## gofmt and go vet, with every build tag
 	gofmt -l . | tee /dev/stderr | (! read)
 	go vet ./...
-	go vet -tags faults ./cmd/vhg-worker
+	go vet -tags integration ./...
+	go vet -tags 'integration faults' ./...
+
+.PHONY: test-unit
+test-unit: ## unit tests: no RabbitMQ, Redis, ffmpeg or Python needed
 	$(GO_TEST) ./...
-	@# The fault tests restart RabbitMQ and Redis and shorten RabbitMQ's
-	@# consumer_timeout: they run last, alone, after every other package.
-	$(GO_TEST) -p 1 -tags faults -run '^TestFault' ./cmd/vhg-worker
+
+.PHONY: test-integration
+test-integration: setup ## against the real RabbitMQ, Redis, ffmpeg and Python Celery (-tags integration)
+	$(GO_TEST) -tags integration ./...
+
+.PHONY: test-faults
+test-faults: setup ## the fault tests (-tags faults): they restart RabbitMQ and Redis, so they run last and alone
+	$(GO_TEST) -p 1 -tags 'integration faults' -run '^TestFault' ./cmd/vhg-worker
 
 .PHONY: soak
 soak: setup ## the 100k no-op soak with RSS figures (SOAK_MESSAGES=N to change the size)
-	SOAK_MESSAGES=$${SOAK_MESSAGES:-100000} $(GO_TEST) -p 1 -tags faults -run '^TestFaultSoak$$' -v ./cmd/vhg-worker
+	SOAK_MESSAGES=$${SOAK_MESSAGES:-100000} $(GO_TEST) -p 1 -tags 'integration faults' -run '^TestFaultSoak$$' -v ./cmd/vhg-worker
 
 .PHONY: conformance
 conformance: ## Celery's canvas suite on Python vs Go workers (CELERY_SRC=celery v5.2.6 checkout)
@@ -44,7 +56,7 @@ conformance: ## Celery's canvas suite on Python vs Go workers (CELERY_SRC=celery
 
 .PHONY: bench
 bench: setup build ## throughput, CPU and memory of Go vs Python workers
-	go test -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker
+	go test -tags integration -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker
 
 .PHONY: fuzz
 fuzz: ## fuzz the decoder and the receive path (FUZZTIME=60s each); crashers land in */testdata/fuzz

@@ -159,3 +159,27 @@ func TestTranscodeArgsBitrate(t *testing.T) {
 		}
 	}
 }
+
+func TestFormatAllowed(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		formatName string
+		want       bool
+	}{
+		{"mov,mp4,m4a,3gp,3g2,mj2", true},
+		{"matroska,webm", true},
+		{"mpegts", true},
+		{"hls", false},
+		{"concat", false},
+		{"dash", false},
+		{"image2", false},
+		{"tty", false},
+		{"mpegtsraw", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if got := formatAllowed(tt.formatName, sourceFormats); got != tt.want {
+			t.Errorf("formatAllowed(%q) = %t, want %t", tt.formatName, got, tt.want)
+		}
+	}
+}

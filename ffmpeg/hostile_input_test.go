@@ -1,3 +1,5 @@
+//go:build integration
+
 package ffmpeg
 
 import (
@@ -168,30 +170,6 @@ func TestProbeURLRefusesPlaylist(t *testing.T) {
 	}
 	if n := segmentHits.Load(); n != 0 {
 		t.Errorf("ProbeURL fetched %d URLs the playlist names", n)
-	}
-}
-
-func TestFormatAllowed(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		formatName string
-		want       bool
-	}{
-		{"mov,mp4,m4a,3gp,3g2,mj2", true},
-		{"matroska,webm", true},
-		{"mpegts", true},
-		{"hls", false},
-		{"concat", false},
-		{"dash", false},
-		{"image2", false},
-		{"tty", false},
-		{"mpegtsraw", false},
-		{"", false},
-	}
-	for _, tt := range tests {
-		if got := formatAllowed(tt.formatName, sourceFormats); got != tt.want {
-			t.Errorf("formatAllowed(%q) = %t, want %t", tt.formatName, got, tt.want)
-		}
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build integration
+
 package ffmpeg
 
 // These tests run the real ffmpeg and ffprobe. They fail, not skip, when

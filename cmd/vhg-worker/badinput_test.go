@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // The bad-input matrix: hostile or broken messages and task inputs sent

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Benchmarks run by `make bench`: the same no-op tasks (celery.accumulate,

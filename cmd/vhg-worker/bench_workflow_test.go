@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // BenchmarkEncodeWorkflow (run by `make bench`) times encode_workflow on a

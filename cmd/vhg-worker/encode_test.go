@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // These tests run "vhg-worker encode"'s code path with the real ffmpeg on

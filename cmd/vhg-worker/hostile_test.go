@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Hostile messages through the real RabbitMQ to two Go workers on one

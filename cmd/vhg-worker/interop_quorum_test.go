@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Interop on quorum queues (issue 12): the queue as a RabbitMQ 4

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Interop tests: real Python Celery 5.2.6 (/usr/bin/python3) against the Go

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Mixed-deployment tests: a Python Celery worker running the original

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Ops tests: the tools Celery operators use, run against an in-process Go
@@ -635,32 +637,5 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func TestExpandNodeName(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct{ pattern, host, want, err string }{
-		{"celery@%h", "box.example.com", "celery@box.example.com", ""},
-		{"w1@%n", "box.example.com", "w1@box", ""},
-		{"w1@%d", "box.example.com", "w1@example.com", ""},
-		{"%n@%h", "vm", "vm@vm", ""},
-		{"w1@%d", "vm", "w1@", ""},
-		{"a%%b@%h", "vm", "a%b@vm", ""},
-		{"", "vm", "celery@vm", ""},
-		{"worker.local", "vm", "celery@worker.local", ""},
-		{"w@%x", "vm", "", "unknown format %x"},
-		{"w@%", "vm", "", "lone %"},
-	} {
-		got, err := expandNodeName(c.pattern, c.host)
-		if c.err != "" {
-			if err == nil || !strings.Contains(err.Error(), c.err) {
-				t.Errorf("expandNodeName(%q) error = %v, want %q", c.pattern, err, c.err)
-			}
-			continue
-		}
-		if err != nil || got != c.want {
-			t.Errorf("expandNodeName(%q, %q) = %q, %v; want %q", c.pattern, c.host, got, err, c.want)
-		}
 	}
 }

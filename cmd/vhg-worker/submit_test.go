@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // These tests need RabbitMQ at 127.0.0.1:5672 (make setup starts it) and

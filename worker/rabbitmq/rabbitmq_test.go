@@ -1,3 +1,5 @@
+//go:build integration
+
 package rabbitmq_test
 
 // These tests need the real RabbitMQ that `make setup` starts on

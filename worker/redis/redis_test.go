@@ -1,3 +1,5 @@
+//go:build integration
+
 package redis_test
 
 // These tests need the real Redis that `make setup` starts on

@@ -59,12 +59,12 @@ func hostileServer(t *testing.T) *httptest.Server {
 			w.(http.Flusher).Flush()
 		}
 	})
+	// 1 MB of zeros in about 1 KB: the limit counts what is decoded.
+	var z bytes.Buffer
+	gz := gzip.NewWriter(&z)
+	gz.Write(make([]byte, 1<<20))
+	gz.Close()
 	mux.HandleFunc("/gzip-bomb", func(w http.ResponseWriter, r *http.Request) {
-		// 1 MB of zeros in about 1 KB: the limit counts what is decoded.
-		var z bytes.Buffer
-		gz := gzip.NewWriter(&z)
-		gz.Write(make([]byte, 1<<20))
-		gz.Close()
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Set("Content-Length", strconv.Itoa(z.Len()))
 		w.Write(z.Bytes())
@@ -93,7 +93,7 @@ func hostileServer(t *testing.T) *httptest.Server {
 	})
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		// A byte every 100 ms for 4 s, longer than the idle timeout of the
-		// test (3 s): slow, but always moving.
+		// test (2 s): slow, but always moving.
 		for range 40 {
 			w.Write([]byte("s"))
 			w.(http.Flusher).Flush()
@@ -140,10 +140,16 @@ func TestDownloadLimits(t *testing.T) {
 		t.Run(strings.TrimPrefix(tt.path, "/"), func(t *testing.T) {
 			t.Parallel()
 			out := t.TempDir()
-			p := New(Deps{OutputDir: out, MaxDownloadSize: 1000, IdleTimeout: 500 * time.Millisecond})
-			if tt.path == "/slow" {
-				p = New(Deps{OutputDir: out, MaxDownloadSize: 1000, IdleTimeout: 3 * time.Second})
+			// A short idle timeout only where a stall is the point: on a
+			// loaded machine the others can wait longer than that for a byte.
+			idle := 5 * time.Second
+			switch {
+			case strings.HasPrefix(tt.path, "/stall"):
+				idle = 500 * time.Millisecond
+			case tt.path == "/slow":
+				idle = 2 * time.Second
 			}
+			p := New(Deps{OutputDir: out, MaxDownloadSize: 1000, IdleTimeout: idle})
 			c, err := downloadTo(t, p, out, "abc", srv.URL+tt.path)
 			if tt.wantErr == "" {
 				if err != nil {

@@ -190,36 +190,38 @@ type controlCommand func(c *Control, args map[string]any) (any, error)
 // controlCommands are the commands a worker answers, by name and alias,
 // as in celery/worker/control.py.
 var controlCommands = map[string]controlCommand{
-	"ping":           (*Control).ping,
-	"report":         (*Control).report,
-	"clock":          (*Control).clock,
-	"stats":          (*Control).stats,
-	"active":         (*Control).active,
-	"dump_active":    (*Control).active,
-	"reserved":       (*Control).reserved,
-	"dump_reserved":  (*Control).reserved,
-	"scheduled":      (*Control).scheduled,
-	"dump_schedule":  (*Control).scheduled,
-	"registered":     (*Control).registered,
-	"dump_tasks":     (*Control).registered,
-	"active_queues":  (*Control).activeQueues,
-	"conf":           (*Control).conf,
-	"dump_conf":      (*Control).conf,
-	"revoked":        (*Control).revoked,
-	"dump_revoked":   (*Control).revoked,
-	"query_task":     (*Control).queryTask,
-	"revoke":         (*Control).revoke,
-	"terminate":      (*Control).terminate,
-	"enable_events":  (*Control).enableEvents,
-	"disable_events": (*Control).disableEvents,
-	"heartbeat":      (*Control).heartbeat,
-	"shutdown":       (*Control).shutdown,
-	"hello":          (*Control).hello,
-	"rate_limit":     (*Control).rateLimit,
-	"time_limit":     (*Control).timeLimit,
-	"autoscale":      (*Control).autoscale,
-	"pool_grow":      (*Control).poolGrow,
-	"pool_shrink":    (*Control).poolShrink,
+	"ping":            (*Control).ping,
+	"report":          (*Control).report,
+	"clock":           (*Control).clock,
+	"stats":           (*Control).stats,
+	"active":          (*Control).active,
+	"dump_active":     (*Control).active,
+	"reserved":        (*Control).reserved,
+	"dump_reserved":   (*Control).reserved,
+	"scheduled":       (*Control).scheduled,
+	"dump_schedule":   (*Control).scheduled,
+	"registered":      (*Control).registered,
+	"dump_tasks":      (*Control).registered,
+	"active_queues":   (*Control).activeQueues,
+	"conf":            (*Control).conf,
+	"dump_conf":       (*Control).conf,
+	"revoked":         (*Control).revoked,
+	"dump_revoked":    (*Control).revoked,
+	"query_task":      (*Control).queryTask,
+	"revoke":          (*Control).revoke,
+	"terminate":       (*Control).terminate,
+	"enable_events":   (*Control).enableEvents,
+	"disable_events":  (*Control).disableEvents,
+	"heartbeat":       (*Control).heartbeat,
+	"shutdown":        (*Control).shutdown,
+	"hello":           (*Control).hello,
+	"rate_limit":      (*Control).rateLimit,
+	"time_limit":      (*Control).timeLimit,
+	"autoscale":       (*Control).autoscale,
+	"pool_grow":       (*Control).poolGrow,
+	"pool_shrink":     (*Control).poolShrink,
+	"add_consumer":    (*Control).addConsumer,
+	"cancel_consumer": (*Control).cancelConsumer,
 }
 
 // errNoReply is returned by commands that answer nothing, as Celery's
@@ -281,7 +283,7 @@ func (c *Control) ping(map[string]any) (any, error) { return okReply("pong"), ni
 func (c *Control) report(map[string]any) (any, error) {
 	return okReply(fmt.Sprintf("software -> %s (Celery %s protocol) %s\nplatform -> system:%s arch:%s\nnode -> %s\nqueues -> %s",
 		protocol.EventSoftwareImpl, protocol.EventSoftwareVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH,
-		c.srv.cfg.NodeName, strings.Join(c.srv.cfg.Queues, ", "))), nil
+		c.srv.cfg.NodeName, strings.Join(c.srv.Queues(), ", "))), nil
 }
 
 func (c *Control) clock(map[string]any) (any, error) {
@@ -415,8 +417,9 @@ func (c *Control) registered(args map[string]any) (any, error) {
 // activeQueues describes each consumed queue as kombu's Queue.as_dict
 // does, for queues declared the way Celery declares them by default.
 func (c *Control) activeQueues(map[string]any) (any, error) {
-	out := make([]any, len(c.srv.cfg.Queues))
-	for i, q := range c.srv.cfg.Queues {
+	queues := c.srv.Queues()
+	out := make([]any, len(queues))
+	for i, q := range queues {
 		out[i] = map[string]any{
 			"name": q,
 			"exchange": map[string]any{
@@ -436,8 +439,9 @@ func (c *Control) activeQueues(map[string]any) (any, error) {
 // conf answers a small configuration dict with Celery's setting names.
 func (c *Control) conf(map[string]any) (any, error) {
 	cfg := c.srv.cfg
-	queues := make([]any, len(cfg.Queues))
-	for i, q := range cfg.Queues {
+	consumed := c.srv.Queues()
+	queues := make([]any, len(consumed))
+	for i, q := range consumed {
 		queues[i] = q
 	}
 	routes := make(map[string]any, len(cfg.Routes))

@@ -132,3 +132,45 @@ func (c *Control) autoscale(map[string]any) (any, error) {
 }
 
 func nokReply(msg string) map[string]any { return map[string]any{"error": msg} }
+
+// addConsumer starts consuming a queue (celery control add_consumer
+// QUEUE), declared as Celery declares a task queue; Celery answers before
+// the consumer starts, and so does this worker: a failure is logged.
+// Celery's exchange, exchange_type and routing_key options, which declare
+// a queue differently, are not supported here and refused.
+func (c *Control) addConsumer(args map[string]any) (any, error) {
+	queue, _ := args["queue"].(string)
+	if queue == "" {
+		return nil, &controlError{"TypeError", "missing required argument: 'queue'"}
+	}
+	for _, opt := range []string{"exchange", "exchange_type", "routing_key"} {
+		if v, ok := args[opt]; ok && v != nil && v != queue && !(opt == "exchange_type" && v == "direct") {
+			return nil, &controlError{"ValueError", fmt.Sprintf("add_consumer with %s=%v is not supported: queues are declared as Celery declares its default ones", opt, v)}
+		}
+	}
+	qs := c.srv.queues.Load()
+	if qs == nil {
+		return nil, &controlError{"RuntimeError", "the worker is not running"}
+	}
+	go func() {
+		if err := qs.add(queue); err != nil {
+			c.log.WithError(err).WithField("queue", queue).Error("add_consumer failed")
+			return
+		}
+		c.log.WithField("queue", queue).Info("started consuming")
+	}()
+	return okReply("add consumer " + queue), nil
+}
+
+// cancelConsumer stops consuming a queue (celery control cancel_consumer
+// QUEUE); the messages already received still run.
+func (c *Control) cancelConsumer(args map[string]any) (any, error) {
+	queue, _ := args["queue"].(string)
+	if queue == "" {
+		return nil, &controlError{"TypeError", "missing required argument: 'queue'"}
+	}
+	if qs := c.srv.queues.Load(); qs != nil && qs.cancel(queue) {
+		c.log.WithField("queue", queue).Info("canceling queue")
+	}
+	return okReply("no longer consuming from " + queue), nil
+}

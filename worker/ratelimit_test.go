@@ -184,3 +184,47 @@ func TestControlPoolResize(t *testing.T) {
 		t.Errorf("%d tasks ran at once with a pool of 2", got)
 	}
 }
+
+// TestControlConsumers starts and stops consuming a queue at run time:
+// add_consumer makes a task sent to it run, cancel_consumer leaves the
+// next one in the queue; active_queues follows.
+func TestControlConsumers(t *testing.T) {
+	t.Parallel()
+	mux := worker.NewServeMux()
+	mux.HandleFunc("proj.a", func(context.Context, *worker.Task) (any, error) { return "ran", nil })
+	w := startWorker(t, mux, worker.Config{NodeName: "w1@host"})
+	waitUntil(t, "the worker consuming", w.server.Consuming)
+	c := worker.NewControl(w.server, worker.ControlConfig{})
+	sendTo := func(queue string) string {
+		msg := newMsg("proj.a")
+		env, err := protocol.Encode(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.broker.Broker.Publish(context.Background(), worker.QueueRoute(queue), env); err != nil {
+			t.Fatal(err)
+		}
+		return msg.ID
+	}
+
+	wantResult(t, "add_consumer", handle(t, c, "add_consumer", map[string]any{"queue": "extra"}), `{"ok": "add consumer extra"}`)
+	waitUntil(t, "extra consumed", func() bool { return slices.Contains(w.server.Queues(), "extra") })
+	if meta := w.result(t, sendTo("extra")); meta.Status != protocol.StateSuccess {
+		t.Fatalf("task on the added queue: %s", meta.Status)
+	}
+	wantResult(t, "cancel_consumer", handle(t, c, "cancel_consumer", map[string]any{"queue": "extra"}), `{"ok": "no longer consuming from extra"}`)
+	if got := w.server.Queues(); !slices.Equal(got, []string{"celery"}) {
+		t.Errorf("queues after cancel_consumer = %v, want [celery]", got)
+	}
+	sendTo("extra")
+	time.Sleep(200 * time.Millisecond)
+	if n := w.broker.Broker.Len("extra"); n != 1 {
+		t.Errorf("%d messages left on the cancelled queue, want 1", n)
+	}
+	// The other queue is still served.
+	if meta := w.result(t, sendTo("celery")); meta.Status != protocol.StateSuccess {
+		t.Fatalf("task on celery after the cancel: %s", meta.Status)
+	}
+	wantResult(t, "add_consumer with another exchange", handle(t, c, "add_consumer", map[string]any{"queue": "x", "exchange": "other"}),
+		`{"error": "ValueError('add_consumer with exchange=other is not supported: queues are declared as Celery declares its default ones')"}`)
+}

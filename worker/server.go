@@ -93,7 +93,8 @@ type Server struct {
 	observers []Observer
 	created   time.Time
 	consuming atomic.Bool
-	pool      atomic.Pointer[pool] // while Run runs
+	pool      atomic.Pointer[pool]     // while Run runs
+	queues    atomic.Pointer[queueSet] // while Run runs
 
 	// ackLost holds the messages (id and retries) settled here whose
 	// acknowledgement was lost with the broker connection: when one comes
@@ -153,10 +154,13 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	defer context.AfterFunc(s.hardCtx, cancel)()
 	prefetch := s.cfg.Concurrency * s.cfg.PrefetchMultiplier
-	deliveries, err := s.broker.Consume(ctx, s.cfg.Queues, prefetch)
-	if err != nil {
-		return fmt.Errorf("worker: consume %v: %w", s.cfg.Queues, err)
+	queues := newQueueSet(ctx, s.broker, prefetch, s.log)
+	for _, q := range s.cfg.Queues {
+		if err := queues.add(q); err != nil {
+			return err
+		}
 	}
+	s.queues.Store(queues)
 	work := make(chan *request)
 	pool := newPool(work, s.executeSafely, s.cfg.Concurrency)
 	s.pool.Store(pool)
@@ -168,7 +172,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}).Info("worker ready")
 
 	var held sync.WaitGroup // messages waiting for their ETA or a free slot
-	consumeErr := s.consume(ctx, deliveries, work, &held)
+	consumeErr := s.consume(ctx, queues, work, &held)
 	s.consuming.Store(false)
 
 	held.Wait() // they see ctx done and requeue themselves
@@ -189,19 +193,19 @@ func (s *Server) Run(ctx context.Context) error {
 	return consumeErr
 }
 
-// consume reads deliveries until ctx is done or the channel closes.
-func (s *Server) consume(ctx context.Context, deliveries <-chan Delivery, work chan<- *request, held *sync.WaitGroup) error {
+// consume reads deliveries until ctx is done or the broker closes a
+// queue's deliveries.
+func (s *Server) consume(ctx context.Context, queues *queueSet, work chan<- *request, held *sync.WaitGroup) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case d, ok := <-deliveries:
-			if !ok {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return errors.New("worker: broker closed the delivery channel")
+		case err := <-queues.lost:
+			if ctx.Err() != nil {
+				return nil
 			}
+			return err
+		case d := <-queues.out:
 			r := s.accept(ctx, d)
 			if r == nil {
 				continue

@@ -47,6 +47,40 @@ func TestOpsControlLimitsMatchPython(t *testing.T) {
 		}
 	}
 
+	// add_consumer and cancel_consumer: the same replies, and both workers
+	// consume the queue in between, as inspect active_queues shows.
+	extra := uniqueQueue(t)
+	consumes := func() map[string]bool {
+		out := celery(t, w.queue, "inspect", "active_queues", "-d", w.node+","+pyNode, "-j", "--timeout", "5")
+		var replies map[string][]map[string]any
+		if err := json.Unmarshal([]byte(out), &replies); err != nil {
+			t.Fatalf("inspect active_queues printed %q: %v", out, err)
+		}
+		got := map[string]bool{}
+		for node, queues := range replies {
+			for _, q := range queues {
+				if q["name"] == extra {
+					got[node] = true
+				}
+			}
+		}
+		return got
+	}
+	for _, args := range [][]string{{"add_consumer", extra}, {"cancel_consumer", extra}} {
+		replies := controlReplies(t, w.queue, args, w.node, pyNode)
+		if !reflect.DeepEqual(replies[w.node], replies[pyNode]) {
+			t.Errorf("celery control %s: Go replied %v, Python %v", strings.Join(args, " "), replies[w.node], replies[pyNode])
+		}
+		want := args[0] == "add_consumer"
+		deadline := time.Now().Add(20 * time.Second)
+		for got := consumes(); got[w.node] != want || got[pyNode] != want; got = consumes() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: consuming %s = %v, want %v on both", args[0], extra, got, want)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+
 	rb, err := redis.New(context.Background(), redis.Config{URL: testRedisURL})
 	if err != nil {
 		t.Fatalf("Redis: %v (run make setup)", err)

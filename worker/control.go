@@ -301,7 +301,7 @@ func (c *Control) stats(map[string]any) (any, error) {
 	if c.cfg.Broker != nil {
 		broker = c.cfg.Broker
 	}
-	return map[string]any{
+	out := map[string]any{
 		"total":  total,
 		"pid":    os.Getpid(),
 		"clock":  strconv.FormatUint(c.srv.clock.Value(), 10),
@@ -317,7 +317,12 @@ func (c *Control) stats(map[string]any) (any, error) {
 		"broker":         broker,
 		"prefetch_count": st.Prefetch,
 		"rusage":         rusage(),
-	}, nil
+	}
+	// Celery's autoscaler component adds itself to stats when it runs.
+	if a := c.srv.autoscaler.Load(); a != nil {
+		out["autoscaler"] = a.info()
+	}
+	return out, nil
 }
 
 // rusage is Python's resource.getrusage(RUSAGE_SELF) as Celery reports it.

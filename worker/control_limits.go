@@ -98,6 +98,13 @@ func (c *Control) poolShrink(args map[string]any) (any, error) {
 }
 
 func (c *Control) resizePool(args map[string]any, sign int, reply string) (any, error) {
+	if c.srv.autoscaler.Load() != nil {
+		verb := "pool_grow"
+		if sign < 0 {
+			verb = "pool_shrink"
+		}
+		return nokReply(verb + " is not supported with autoscale. Adjust autoscale range instead."), nil
+	}
 	n := int64(1)
 	switch v := args["n"].(type) {
 	case nil:
@@ -125,10 +132,36 @@ func (c *Control) resizePool(args map[string]any, sign int, reply string) (any, 
 	return okReply(reply), nil
 }
 
-// autoscale answers as a Celery worker started without --autoscale: this
-// worker's pool size is fixed by its concurrency.
-func (c *Control) autoscale(map[string]any) (any, error) {
-	return nil, &controlError{"ValueError", "Autoscale not enabled"}
+// autoscale changes the autoscaler's range (celery control autoscale MAX
+// [MIN]); a worker started without it answers as Celery's does.
+func (c *Control) autoscale(args map[string]any) (any, error) {
+	a := c.srv.autoscaler.Load()
+	if a == nil {
+		return nil, &controlError{"ValueError", "Autoscale not enabled"}
+	}
+	bound := func(key string) (int, error) {
+		switch v := args[key].(type) {
+		case nil:
+			return 0, nil
+		case int64:
+			return int(v), nil
+		case float64:
+			return int(v), nil
+		default:
+			return 0, &controlError{"TypeError", fmt.Sprintf("%s is a %T, not a number", key, v)}
+		}
+	}
+	newMax, err := bound("max")
+	if err != nil {
+		return nil, err
+	}
+	newMin, err := bound("min")
+	if err != nil {
+		return nil, err
+	}
+	gotMax, gotMin := a.update(newMax, newMin)
+	c.log.WithField("max", gotMax).WithField("min", gotMin).Info("autoscale range changed")
+	return okReply(fmt.Sprintf("autoscale now max=%d min=%d", gotMax, gotMin)), nil
 }
 
 func nokReply(msg string) map[string]any { return map[string]any{"error": msg} }

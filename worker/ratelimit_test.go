@@ -228,3 +228,47 @@ func TestControlConsumers(t *testing.T) {
 	wantResult(t, "add_consumer with another exchange", handle(t, c, "add_consumer", map[string]any{"queue": "x", "exchange": "other"}),
 		`{"error": "ValueError('add_consumer with exchange=other is not supported: queues are declared as Celery declares its default ones')"}`)
 }
+
+// TestAutoscale runs a worker with Autoscale{Max: 3, Min: 1}: three
+// blocking tasks grow the pool to three, it shrinks back to one once they
+// are done and the keepalive has passed; the autoscale command moves the
+// range, and pool_grow is refused, as in Celery.
+func TestAutoscale(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	running := 0
+	release := make(chan struct{})
+	mux := worker.NewServeMux()
+	mux.HandleFunc("proj.block", func(context.Context, *worker.Task) (any, error) {
+		mu.Lock()
+		running++
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return nil, nil
+	})
+	w := startWorker(t, mux, worker.Config{NodeName: "w1@host", Autoscale: worker.Autoscale{Max: 3, Min: 1, Keepalive: 200 * time.Millisecond}})
+	waitUntil(t, "the worker consuming", w.server.Consuming)
+	if got := w.server.Stats().Concurrency; got != 1 {
+		t.Fatalf("pool at start = %d, want the minimum, 1", got)
+	}
+	var ids []string
+	for range 3 {
+		ids = append(ids, w.send(t, newMsg("proj.block")))
+	}
+	waitUntil(t, "three tasks running at once", func() bool { mu.Lock(); defer mu.Unlock(); return running == 3 })
+	close(release)
+	for _, id := range ids {
+		w.result(t, id)
+	}
+	waitUntil(t, "the pool back to one", func() bool { return w.server.Stats().Concurrency == 1 })
+
+	c := worker.NewControl(w.server, worker.ControlConfig{})
+	wantResult(t, "autoscale", handle(t, c, "autoscale", map[string]any{"max": int64(5), "min": int64(2)}), `{"ok": "autoscale now max=5 min=2"}`)
+	if got := w.server.Stats().Concurrency; got != 2 {
+		t.Errorf("pool after autoscale 5 2 = %d, want the new minimum, 2", got)
+	}
+	wantResult(t, "pool_grow", handle(t, c, "pool_grow", nil), `{"error": "pool_grow is not supported with autoscale. Adjust autoscale range instead."}`)
+}

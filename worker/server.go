@@ -41,6 +41,10 @@ type Config struct {
 	// DeliveryInfo.Redeliveries) before it ends as FAILURE instead of
 	// running again; zero means 5, a negative value no limit.
 	MaxRedeliveries int
+	// Autoscale, when Max is set, sizes the pool between Min and Max by
+	// the tasks held, as Celery's --autoscale; Concurrency is then unused
+	// and the prefetch count is Max times PrefetchMultiplier.
+	Autoscale Autoscale
 	// TaskTimeLimit and TaskSoftTimeLimit are the hard and soft time limits
 	// of every task whose message and registration set none (Celery's
 	// task_time_limit and task_soft_time_limit, --time-limit and
@@ -66,6 +70,10 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 60 * time.Second
 	}
+	if c.Autoscale.Max > 0 {
+		c.Autoscale.Min = min(max(c.Autoscale.Min, 1), c.Autoscale.Max)
+		c.Concurrency = c.Autoscale.Max
+	}
 	if c.DefaultQueue == "" {
 		c.DefaultQueue = c.Queues[0]
 	}
@@ -87,14 +95,15 @@ type Server struct {
 	hardCtx  context.Context
 	hardStop context.CancelCauseFunc
 
-	clock     protocol.LamportClock
-	rates     rateLimits
-	revoked   *revokedSet
-	observers []Observer
-	created   time.Time
-	consuming atomic.Bool
-	pool      atomic.Pointer[pool]     // while Run runs
-	queues    atomic.Pointer[queueSet] // while Run runs
+	clock      protocol.LamportClock
+	rates      rateLimits
+	revoked    *revokedSet
+	observers  []Observer
+	created    time.Time
+	consuming  atomic.Bool
+	pool       atomic.Pointer[pool]       // while Run runs
+	queues     atomic.Pointer[queueSet]   // while Run runs
+	autoscaler atomic.Pointer[autoscaler] // while Run runs, with Config.Autoscale
 
 	// ackLost holds the messages (id and retries) settled here whose
 	// acknowledgement was lost with the broker connection: when one comes
@@ -162,8 +171,17 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.queues.Store(queues)
 	work := make(chan *request)
-	pool := newPool(work, s.executeSafely, s.cfg.Concurrency)
+	size := s.cfg.Concurrency
+	if s.cfg.Autoscale.Max > 0 {
+		size = s.cfg.Autoscale.Min
+	}
+	pool := newPool(work, s.executeSafely, size)
 	s.pool.Store(pool)
+	if s.cfg.Autoscale.Max > 0 {
+		a := newAutoscaler(pool, s.cfg.Autoscale, s.heldCount)
+		s.autoscaler.Store(a)
+		go a.run(ctx)
+	}
 	s.consuming.Store(true)
 	s.log.WithFields(logrus.Fields{
 		"node": s.cfg.NodeName, "queues": s.cfg.Queues,

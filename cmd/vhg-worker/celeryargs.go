@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/vhg/vhg-worker/worker"
 )
 
 // Celery's command line (click) and Go's flag package differ in a few
@@ -134,7 +136,6 @@ var inertOptions = []inertOption{
 	{[]string{"P", "pool"}, "tasks run as goroutines in this process; -c sets how many at once"},
 	{[]string{"max-tasks-per-child"}, "there are no pool child processes to replace"},
 	{[]string{"max-memory-per-child"}, "there are no pool child processes to replace"},
-	{[]string{"autoscale"}, "the pool size is fixed by -c"},
 	{[]string{"S", "statedb"}, "revoked ids are kept in memory and shared with starting workers through mingle"},
 	{[]string{"executable"}, "this binary runs the tasks itself"},
 	{[]string{"uid"}, "set the user in the service manager (systemd User=)"},
@@ -205,4 +206,31 @@ func optimization(v string) error {
 		return nil
 	}
 	return fmt.Errorf("want default or fair, not %q", v)
+}
+
+// autoscaleFlag is Celery's --autoscale=MAX,MIN (MIN defaults to 0, which
+// this worker raises to 1).
+type autoscaleFlag struct{ a *worker.Autoscale }
+
+func (f autoscaleFlag) String() string {
+	if f.a == nil || f.a.Max == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d,%d", f.a.Max, f.a.Min)
+}
+
+func (f autoscaleFlag) Set(v string) error {
+	maxS, minS, _ := strings.Cut(v, ",")
+	hi, err := strconv.Atoi(strings.TrimSpace(maxS))
+	if err != nil || hi < 1 {
+		return fmt.Errorf("want MAX,MIN with MAX >= 1, not %q", v)
+	}
+	lo := 0
+	if strings.TrimSpace(minS) != "" {
+		if lo, err = strconv.Atoi(strings.TrimSpace(minS)); err != nil || lo < 0 || lo > hi {
+			return fmt.Errorf("want MAX,MIN with 0 <= MIN <= MAX, not %q", v)
+		}
+	}
+	f.a.Max, f.a.Min = hi, lo
+	return nil
 }

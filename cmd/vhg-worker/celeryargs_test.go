@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vhg/vhg-worker/worker"
 )
 
 // TestWorkerFlagsCelerySpellings parses command lines written for
@@ -51,11 +53,13 @@ func TestWorkerFlagsCelerySpellings(t *testing.T) {
 		// A value that starts with "-" stays the value of its option.
 		{[]string{"-n", "-odd-", "-c", "3"}, func(f workerFlags) bool { return f.nodeName == "-odd-" && f.concurrency == 3 }},
 		// Options that only mean something to Python are accepted and named.
-		{[]string{"-A", "proj", "-P", "prefork", "--max-tasks-per-child", "10", "--max-memory-per-child=1000", "--autoscale", "10,3", "-Sstate.db"},
+		{[]string{"-A", "proj", "-P", "prefork", "--max-tasks-per-child", "10", "--max-memory-per-child=1000", "-Sstate.db"},
 			func(f workerFlags) bool {
-				return len(f.inert.seen) == 6 && strings.HasPrefix(f.inert.seen[0], "--app: ") &&
-					strings.HasPrefix(f.inert.seen[5], "--statedb: ")
+				return len(f.inert.seen) == 5 && strings.HasPrefix(f.inert.seen[0], "--app: ") &&
+					strings.HasPrefix(f.inert.seen[4], "--statedb: ")
 			}},
+		{[]string{"--autoscale", "10,3"}, func(f workerFlags) bool { return f.autoscale == worker.Autoscale{Max: 10, Min: 3} }},
+		{[]string{"--autoscale=4"}, func(f workerFlags) bool { return f.autoscale == worker.Autoscale{Max: 4} }},
 	} {
 		f, err := parseWorkerFlags(c.args)
 		if err != nil {
@@ -86,6 +90,8 @@ func TestWorkerFlagsRefused(t *testing.T) {
 		{[]string{"--time-limit", "soon"}, "seconds"},
 		{[]string{"--heartbeat-interval", "0"}, "heartbeat-interval"},
 		{[]string{"-Q", "a", "-X", "a"}, "no queue left"},
+		{[]string{"--autoscale", "3,5"}, "MIN <= MAX"},
+		{[]string{"--autoscale", "many"}, "MAX,MIN"},
 	} {
 		_, err := parseWorkerFlags(c.args)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/worker"
+	"github.com/vhg/vhg-worker/worker/rabbitmq"
 	"github.com/vhg/vhg-worker/worker/redis"
 )
 
@@ -171,5 +172,47 @@ func waitResult(t *testing.T, b *redis.Backend, id string, limit time.Duration) 
 			t.Fatalf("no result for %s within %s (%v, %v)", id, limit, meta.Status, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestOpsAutoscaleMatchesPython starts a Go worker and a Python worker
+// with --autoscale=4,2 and compares their replies to autoscale, pool_grow
+// and pool_shrink, and the autoscaler in stats.
+func TestOpsAutoscaleMatchesPython(t *testing.T) {
+	t.Parallel()
+	requireServices(t)
+	goQueue, pyQueue := uniqueQueue(t), uniqueQueue(t)
+	goNode, pyNode := "go-"+goQueue+"@ops", "py-"+pyQueue+"@ops"
+	startGoWorker(t, goQueue, goWorkerOptions{node: goNode, autoscale: worker.Autoscale{Max: 4, Min: 2},
+		setup: func(ctx context.Context, srv *worker.Server, broker *rabbitmq.Broker) {
+			o, err := newOps(srv, broker, opsConfig{log: testLogger(t)})
+			if err != nil {
+				t.Fatalf("set up ops: %v", err)
+			}
+			o.start(ctx)
+			t.Cleanup(o.stop)
+		}})
+	startPythonWorkerArgs(t, pyQueue, pyNode, []string{"--autoscale=4,2"})
+
+	for _, args := range [][]string{
+		{"autoscale", "6", "3"},
+		{"pool_grow", "1"},
+		{"pool_shrink", "1"},
+	} {
+		replies := controlReplies(t, goQueue, args, goNode, pyNode)
+		if !reflect.DeepEqual(replies[goNode], replies[pyNode]) {
+			t.Errorf("celery control %s: Go replied %v, Python %v", strings.Join(args, " "), replies[goNode], replies[pyNode])
+		}
+	}
+	out := celery(t, goQueue, "inspect", "stats", "-d", goNode+","+pyNode, "-j", "--timeout", "5")
+	var stats map[string]map[string]any
+	if err := json.Unmarshal([]byte(out), &stats); err != nil {
+		t.Fatalf("inspect stats printed %q: %v", out, err)
+	}
+	for _, node := range []string{goNode, pyNode} {
+		a, _ := stats[node]["autoscaler"].(map[string]any)
+		if a["max"] != 6.0 || a["min"] != 3.0 {
+			t.Errorf("%s stats autoscaler = %v, want max 6 and min 3", node, stats[node]["autoscaler"])
+		}
 	}
 }

@@ -155,6 +155,8 @@ type goWorkerOptions struct {
 	queueType, exchangeType string
 	// noNativeDelay keeps messages with an ETA in the worker until then.
 	noNativeDelay bool
+	// autoscale, when Max is set, is the worker's Config.Autoscale.
+	autoscale worker.Autoscale
 	// setup, when set, runs before the worker starts, with the ctx that
 	// stops it (the ops tests start events, remote control and metrics).
 	setup func(ctx context.Context, srv *worker.Server, broker *rabbitmq.Broker)
@@ -190,7 +192,7 @@ func startGoWorker(t *testing.T, queue string, o goWorkerOptions) (*worker.Serve
 	if o.concurrency == 0 {
 		o.concurrency = 4
 	}
-	srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: o.concurrency, NodeName: o.node, ShutdownTimeout: 5 * time.Second},
+	srv := worker.NewServer(worker.Config{Queues: []string{queue}, Concurrency: o.concurrency, Autoscale: o.autoscale, NodeName: o.node, ShutdownTimeout: 5 * time.Second},
 		broker, backend, interopMux(), log)
 	ctx, cancel := context.WithCancel(context.Background())
 	if o.setup != nil {
@@ -247,8 +249,15 @@ func scenario(t *testing.T, name, queue string, env ...string) map[string]any {
 // its environment (INTEROP_QUEUE_TYPE=quorum, ...).
 func startPythonWorker(t *testing.T, queue, node string, env ...string) {
 	t.Helper()
-	cmd := exec.Command(pythonBin, "-m", "celery", "-A", "interop", "worker",
-		"-Q", queue, "-c", "2", "-n", node, "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat")
+	startPythonWorkerArgs(t, queue, node, []string{"-c", "2"}, env...)
+}
+
+// startPythonWorkerArgs is startPythonWorker with other worker options
+// than "-c 2".
+func startPythonWorkerArgs(t *testing.T, queue, node string, args []string, env ...string) {
+	t.Helper()
+	cmd := exec.Command(pythonBin, append([]string{"-m", "celery", "-A", "interop", "worker",
+		"-Q", queue, "-n", node, "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat"}, args...)...)
 	cmd.Dir = pythonDir
 	cmd.Env = append(os.Environ(),
 		"CELERY_BROKER_URL="+testBrokerURL,

@@ -30,6 +30,7 @@ type workerFlags struct {
 	queues             string
 	excludeQueues      string
 	concurrency        int
+	autoscale          worker.Autoscale
 	prefetchMultiplier int
 	nodeName           string
 	logLevel           string
@@ -69,6 +70,7 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.StringVar(&f.excludeQueues, "exclude-queues", "", "same as -X")
 	fs.IntVar(&f.concurrency, "c", runtime.NumCPU(), "number of tasks run at once")
 	fs.IntVar(&f.concurrency, "concurrency", runtime.NumCPU(), "same as -c")
+	fs.Var(autoscaleFlag{&f.autoscale}, "autoscale", "MAX,MIN: size the pool by the tasks held, as Celery's autoscaler (-c is then unused)")
 	fs.IntVar(&f.prefetchMultiplier, "prefetch-multiplier", 4, "prefetch count = concurrency x this")
 	fs.Func("O", "default or fair: both are what this worker does (a message goes to a slot only once one is free)", optimization)
 	fs.StringVar(&f.nodeName, "n", "celery@%h", "node name; %h is the host name, %n its first label, %d its domain")
@@ -277,6 +279,7 @@ func runWorker(args []string) int {
 		NodeName:           node,
 		ShutdownTimeout:    f.shutdownTimeout,
 		MaxRedeliveries:    f.maxRedeliveries,
+		Autoscale:          f.autoscale,
 		TaskTimeLimit:      f.timeLimit,
 		TaskSoftTimeLimit:  f.softTimeLimit,
 	}, broker, backend, mux, log)

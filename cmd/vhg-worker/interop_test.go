@@ -256,38 +256,59 @@ func startPythonWorker(t *testing.T, queue, node string, env ...string) {
 // than "-c 2".
 func startPythonWorkerArgs(t *testing.T, queue, node string, args []string, env ...string) {
 	t.Helper()
-	cmd := exec.Command(pythonBin, append([]string{"-m", "celery", "-A", "interop", "worker",
-		"-Q", queue, "-n", node, "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat"}, args...)...)
+	startCeleryWorker(t, celeryWorker{app: "interop", queues: []string{queue}, node: node, args: args,
+		env: append([]string{"INTEROP_QUEUE=" + queue}, env...)})
+}
+
+// celeryWorker is a Python Celery worker process run by a test.
+type celeryWorker struct {
+	app    string   // the module in testdata/python (-A)
+	queues []string // -Q
+	node   string   // -n
+	args   []string // more worker options
+	env    []string // more environment, after the broker and backend URLs
+	// onLine, when set, sees every line of the worker's log.
+	onLine func(line string)
+}
+
+// startCeleryWorker runs `celery -A APP worker` from testdata/python on
+// the test broker and Redis backend, waits until it is ready, and stops it
+// (SIGINT, then SIGKILL) when the test ends; a failed test shows the last
+// lines of its log.
+func startCeleryWorker(t *testing.T, w celeryWorker) {
+	t.Helper()
+	cmd := exec.Command(pythonBin, append([]string{"-m", "celery", "-A", w.app, "worker",
+		"-Q", strings.Join(w.queues, ","), "-n", w.node, "-l", "info", "--without-mingle", "--without-gossip", "--without-heartbeat"}, w.args...)...)
 	cmd.Dir = pythonDir
-	cmd.Env = append(os.Environ(),
-		"CELERY_BROKER_URL="+testBrokerURL,
-		"CELERY_RESULT_BACKEND="+testRedisURL,
-		"INTEROP_QUEUE="+queue)
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+testBrokerURL, "CELERY_RESULT_BACKEND="+testRedisURL)
+	cmd.Env = append(cmd.Env, w.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.Stdout = io.Discard
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start Python worker: %v", err)
+		t.Fatalf("start the Python worker %s: %v", w.node, err)
 	}
 	ready := make(chan struct{})
 	var once sync.Once
-	var logMu sync.Mutex
-	var logTail []string
+	var tailMu sync.Mutex
+	var tail []string
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			logMu.Lock()
-			logTail = append(logTail, line)
-			if len(logTail) > 50 {
-				logTail = logTail[1:]
+			tailMu.Lock()
+			if tail = append(tail, line); len(tail) > 80 {
+				tail = tail[1:]
 			}
-			logMu.Unlock()
+			tailMu.Unlock()
 			if strings.Contains(line, "ready.") {
 				once.Do(func() { close(ready) })
+			}
+			if w.onLine != nil {
+				w.onLine(line)
 			}
 		}
 	}()
@@ -297,17 +318,22 @@ func startPythonWorkerArgs(t *testing.T, queue, node string, args []string, env 
 		go func() { waited <- cmd.Wait() }()
 		select {
 		case <-waited:
-		case <-time.After(15 * time.Second):
+		case <-time.After(20 * time.Second):
 			cmd.Process.Kill()
 			<-waited
+		}
+		if t.Failed() {
+			tailMu.Lock()
+			t.Logf("Python worker %s, last lines:\n%s", w.node, strings.Join(tail, "\n"))
+			tailMu.Unlock()
 		}
 	})
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
-		logMu.Lock()
-		defer logMu.Unlock()
-		t.Fatalf("Python worker not ready after 60 s; its log:\n%s", strings.Join(logTail, "\n"))
+		tailMu.Lock()
+		defer tailMu.Unlock()
+		t.Fatalf("Python worker %s not ready after 60 s; its log:\n%s", w.node, strings.Join(tail, "\n"))
 	}
 }
 

@@ -8,12 +8,10 @@ package main
 // of a workflow lands on either.
 
 import (
-	"bufio"
 	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -113,43 +111,10 @@ var celeryTaskLine = regexp.MustCompile(`Task (adaptation\.commons\.[a-z_]+)\[([
 func startOriginalWorker(t *testing.T, queues []string, node, outputDir string, env ...string) *stepLog {
 	t.Helper()
 	steps := newStepLog()
-	cmd := exec.Command(pythonBin, "-m", "celery", "-A", "original", "worker",
-		"-Q", strings.Join(queues, ","), "-c", "2", "-n", node, "-l", "info", "-E",
-		"--without-mingle", "--without-gossip", "--without-heartbeat")
-	cmd.Dir = pythonDir
-	cmd.Env = append(os.Environ(),
-		"CELERY_BROKER_URL="+testBrokerURL,
-		"CELERY_RESULT_BACKEND="+testRedisURL,
-		"INTEROP_QUEUE="+queues[0],
-		"VHG_OUTPUT_DIR="+outputDir,
-		"VHG_RENDITIONS="+mixedRenditions,
-		"VHG_PRESET=ultrafast")
-	cmd.Env = append(cmd.Env, env...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = io.Discard
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start the original Python worker: %v", err)
-	}
-	ready := make(chan struct{})
-	var once sync.Once
-	var tailMu sync.Mutex
-	var tail []string
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			tailMu.Lock()
-			if tail = append(tail, line); len(tail) > 80 {
-				tail = tail[1:]
-			}
-			tailMu.Unlock()
-			if strings.Contains(line, "ready.") {
-				once.Do(func() { close(ready) })
-			}
+	startCeleryWorker(t, celeryWorker{app: "original", queues: queues, node: node, args: []string{"-c", "2", "-E"},
+		env: append([]string{"INTEROP_QUEUE=" + queues[0], "VHG_OUTPUT_DIR=" + outputDir,
+			"VHG_RENDITIONS=" + mixedRenditions, "VHG_PRESET=ultrafast"}, env...),
+		onLine: func(line string) {
 			if m := celeryTaskLine.FindStringSubmatch(line); m != nil {
 				steps.record(m[2], m[1], m[3] == "raised unexpected")
 			}
@@ -158,31 +123,7 @@ func startOriginalWorker(t *testing.T, queues []string, node, outputDir string, 
 				steps.unregistered = append(steps.unregistered, line)
 				steps.mu.Unlock()
 			}
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		waited := make(chan error, 1)
-		go func() { waited <- cmd.Wait() }()
-		select {
-		case <-waited:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-waited
-		}
-		if t.Failed() {
-			tailMu.Lock()
-			t.Logf("original Python worker, last lines:\n%s", strings.Join(tail, "\n"))
-			tailMu.Unlock()
-		}
-	})
-	select {
-	case <-ready:
-	case <-time.After(60 * time.Second):
-		tailMu.Lock()
-		defer tailMu.Unlock()
-		t.Fatalf("original Python worker not ready after 60 s; its log:\n%s", strings.Join(tail, "\n"))
-	}
+		}})
 	return steps
 }
 

@@ -21,10 +21,7 @@ import (
 // named in the log.
 func TestBinaryCeleryCommandLine(t *testing.T) {
 	requireServices(t)
-	bin := filepath.Join(t.TempDir(), "vhg-worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	queue := uniqueQueue(t)
 	dir := t.TempDir()
 	cmd := exec.Command(bin, "-A", "adaptation", "-b", testBrokerURL, "--result-backend", testRedisURL,

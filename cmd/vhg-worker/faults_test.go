@@ -37,19 +37,6 @@ import (
 	"github.com/vhg/vhg-worker/worker/redis"
 )
 
-// buildWorker builds the command once per test binary.
-var buildWorker = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "vhg-faults-")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "vhg-worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return bin, nil
-})
-
 func workerBinary(t *testing.T) string {
 	t.Helper()
 	bin, err := buildWorker()

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -84,10 +83,7 @@ func TestInteropQuorumMixedWorkers(t *testing.T) {
 // it (here from the environment) it serves a Python client.
 func TestBinaryOnDeploymentQuorumQueue(t *testing.T) {
 	requireServices(t)
-	bin := filepath.Join(t.TempDir(), "vhg-worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	queue := uniqueQueue(t)
 	conn, err := amqp.Dial(testBrokerURL)
 	if err != nil {

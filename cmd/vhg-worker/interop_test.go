@@ -572,10 +572,7 @@ func readLegacyResult(t *testing.T, ctx context.Context, taskID string) protocol
 // Python, and checks the one-line message for an unreachable broker.
 func TestBinaryServesPythonClient(t *testing.T) {
 	requireServices(t)
-	bin := filepath.Join(t.TempDir(), "vhg-worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	queue := uniqueQueue(t)
 	cmd := exec.Command(bin, "worker", "-b", testBrokerURL, "--result-backend", testRedisURL, "-Q", queue, "-c", "2", "-l", "warning")
 	var logs bytes.Buffer
@@ -601,4 +598,27 @@ func TestBinaryServesPythonClient(t *testing.T) {
 		!strings.Contains(string(out), "rabbitmq-server") {
 		t.Errorf("unreachable broker message does not name the URL and how to start one:\n%s", out)
 	}
+}
+
+// buildWorker builds the command once per test binary.
+var buildWorker = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "vhg-faults-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "vhg-worker")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// buildBinary returns the command built for this test binary.
+func buildBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := buildWorker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
 }

@@ -349,16 +349,6 @@ func checkMaster(path string, dims []string) error {
 	return nil
 }
 
-// buildBinary builds vhg-worker for the test.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vhg-worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // submitWithBinary runs `vhg-worker submit -Q queue input` and returns the
 // root task id it prints.
 func submitWithBinary(t *testing.T, bin, queue, input string) string {

@@ -236,9 +236,11 @@ func TestBadInputMatrix(t *testing.T) {
 	if meta := waitReady(t, backend, good); meta.Status != protocol.StateSuccess {
 		t.Errorf("a good task after the matrix: %s %v", meta.Status, meta.Result)
 	}
-	waitFor(t, "an empty queue", func() bool {
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-		return err == nil && q.Messages == 0
+	// Nothing ready, and nothing stuck unacknowledged either (the count of
+	// ready messages alone misses a message held or looping).
+	waitFor(t, "no message ready or unacknowledged", func() bool {
+		ready, unacked := queueCounts(t, queue)
+		return ready == 0 && unacked == 0
 	})
 	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
 		t.Errorf("hostile inputs wrote outside the output directory: %v", entries)

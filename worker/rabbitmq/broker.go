@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,8 +33,15 @@ import (
 
 // Config configures a connection. Every zero value has the meaning given.
 type Config struct {
-	// URL is the broker URL; empty means amqp://guest:guest@localhost:5672//.
+	// URL is the broker URL, or Celery's ";"-separated list of the URLs
+	// of a cluster's nodes, tried in turn on a lost connection (see
+	// failover.go); empty means amqp://guest:guest@localhost:5672//. An
+	// amqps:// URL may carry Celery's ssl_* options in its query
+	// (worker.TLSFromURL), over TLS.
 	URL string
+	// TLS is the TLS settings of amqps:// URLs; the zero value checks the
+	// server's certificate against the system's CAs and the URL's host.
+	TLS worker.TLSFiles
 	// Heartbeat is the AMQP heartbeat interval; zero means 60 s.
 	Heartbeat time.Duration
 	// ConnectionName is shown in the RabbitMQ management UI; empty means
@@ -110,6 +118,8 @@ type Broker struct {
 	done chan struct{} // closed by Close
 
 	mu     sync.Mutex
+	eps    []endpoint // the URLs of the list
+	cur    int        // the one connected to, or tried next
 	conn   *amqp.Connection
 	gen    uint64        // incremented at each new connection
 	up     chan struct{} // closed while conn is usable; replaced when it is lost
@@ -194,22 +204,30 @@ func Dial(cfg Config) (*Broker, error) {
 		l.Out = nopWriter{}
 		log = l
 	}
+	eps, err := endpoints(cfg.URL, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
 	b := &Broker{cfg: cfg, log: log, done: make(chan struct{}), up: make(chan struct{}),
 		declared: make(map[string]bool), leases: make(map[string]*lease), consumed: make(map[string]bool)}
-	conn, err := b.dial()
+	b.eps = eps
+	conn, err := b.dialFirst()
 	if err != nil {
 		return nil, fmt.Errorf("rabbitmq: connect to %s: %w", Redact(cfg.URL), err)
 	}
+	log.WithField("node", b.Node()).Info("connected to the broker")
 	b.conn = conn
 	close(b.up)
 	go b.supervise(conn, conn.NotifyClose(make(chan *amqp.Error, 1)))
 	return b, nil
 }
 
+// dial connects to the current URL of the list.
 func (b *Broker) dial() (*amqp.Connection, error) {
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(b.cfg.ConnectionName)
-	return amqp.DialConfig(amqpURL(b.cfg.URL), amqp.Config{Heartbeat: b.cfg.Heartbeat, Properties: props, Locale: "en_US"})
+	b.mu.Lock()
+	e := b.eps[b.cur]
+	b.mu.Unlock()
+	return b.dialEndpoint(e)
 }
 
 // supervise waits for the connection to close and, unless the broker was
@@ -230,7 +248,9 @@ func (b *Broker) supervise(conn *amqp.Connection, closed <-chan *amqp.Error) {
 		if cerr != nil {
 			err = cerr
 		}
-		b.log.WithError(err).Error("broker connection lost: reconnecting; messages received before the loss will be redelivered")
+		lost := b.Node()
+		b.next()
+		b.log.WithError(err).WithFields(logrus.Fields{"node": lost, "next": b.Node()}).Error("broker connection lost: reconnecting; messages received before the loss will be redelivered")
 		if b.cfg.OnConnectionLost != nil {
 			go b.cfg.OnConnectionLost(err)
 		}
@@ -256,7 +276,8 @@ func (b *Broker) reconnect() (*amqp.Connection, <-chan *amqp.Error) {
 		}
 		conn, err := b.dial()
 		if err != nil {
-			b.log.WithError(err).WithField("attempt", attempt+1).Warn("reconnecting to the broker failed; retrying")
+			b.log.WithError(err).WithFields(logrus.Fields{"attempt": attempt + 1, "node": b.Node()}).Warn("reconnecting to the broker failed; retrying")
+			b.next()
 			continue
 		}
 		closed := conn.NotifyClose(make(chan *amqp.Error, 1))
@@ -275,7 +296,7 @@ func (b *Broker) reconnect() (*amqp.Connection, <-chan *amqp.Error) {
 		b.gen++
 		close(b.up)
 		b.mu.Unlock()
-		b.log.WithFields(logrus.Fields{"attempts": attempt + 1, "down": time.Since(start).Round(time.Millisecond)}).Warn("broker connection restored")
+		b.log.WithFields(logrus.Fields{"attempts": attempt + 1, "down": time.Since(start).Round(time.Millisecond), "node": b.Node()}).Warn("broker connection restored")
 		return conn, closed
 	}
 }
@@ -378,13 +399,19 @@ func amqpURL(raw string) string {
 	return u.String()
 }
 
-// Redact hides the password of a URL for logs.
+// Redact hides the password of a URL, or of every URL of a ";"-separated
+// list, for logs.
 func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
+	parts := strings.Split(raw, ";")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil {
+			parts[i] = "<unparsable URL>"
+			continue
+		}
+		parts[i] = u.Redacted()
 	}
-	return u.Redacted()
+	return strings.Join(parts, ";")
 }
 
 // Close closes the connection and stops reconnecting; unacknowledged
@@ -436,7 +463,19 @@ func (b *Broker) Info() map[string]any {
 		"transport_options": map[string]any{}, "login_method": "PLAIN", "uri_prefix": nil,
 		"heartbeat": b.cfg.Heartbeat.Seconds(), "failover_strategy": "round-robin", "alternates": []any{},
 	}
-	u, err := amqp.ParseURI(amqpURL(b.cfg.URL))
+	b.mu.Lock()
+	cur, eps := b.cur, b.eps
+	b.mu.Unlock()
+	var alternates []any
+	for i, e := range eps {
+		if i != cur {
+			alternates = append(alternates, e.shown)
+		}
+	}
+	if alternates != nil {
+		info["alternates"] = alternates
+	}
+	u, err := amqp.ParseURI(eps[cur].url)
 	if err != nil {
 		return info
 	}

@@ -24,9 +24,15 @@ import (
 
 // Config configures a Backend. Every zero value has the meaning given.
 type Config struct {
-	// URL is redis://[:password@]host[:port][/db]; empty means
+	// URL is redis://[:password@]host[:port][/db], or rediss:// for TLS,
+	// whose query may carry Celery's options ssl_cert_reqs, ssl_ca_certs,
+	// ssl_certfile and ssl_keyfile (worker.TLSFromURL); empty means
 	// redis://localhost:6379/0.
 	URL string
+	// TLS is the TLS settings of a rediss:// URL, under those of its
+	// query; the zero value checks the server's certificate against the
+	// system's CAs and the URL's host.
+	TLS worker.TLSFiles
 	// Expires is how long states are kept (Celery's result_expires); zero
 	// means one day.
 	Expires time.Duration
@@ -80,10 +86,25 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		l.Out = io.Discard
 		cfg.Log = l
 	}
-	if _, err := url.Parse(cfg.URL); err != nil {
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
 		return nil, fmt.Errorf("redis: bad URL: %w", err)
 	}
-	rawURL := cfg.URL
+	files, rawURL, err := worker.TLSFromURL(cfg.URL, cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %s: %w", redact(cfg.URL), err)
+	}
+	dialOpts := []redis.DialOption{redis.DialConnectTimeout(5 * time.Second)}
+	switch {
+	case u.Scheme == "rediss":
+		tlsCfg, err := files.Config()
+		if err != nil {
+			return nil, fmt.Errorf("redis: %s: %w", redact(cfg.URL), err)
+		}
+		dialOpts = append(dialOpts, redis.DialTLSConfig(tlsCfg))
+	case files != cfg.TLS:
+		return nil, fmt.Errorf("redis: %s: ssl_* options need a rediss:// URL", redact(cfg.URL))
+	}
 	b := &Backend{
 		expires:  int(cfg.Expires / time.Second),
 		prefix:   cfg.KeyPrefix,
@@ -93,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 			MaxIdle:     cfg.MaxIdle,
 			IdleTimeout: 4 * time.Minute,
 			DialContext: func(ctx context.Context) (redis.Conn, error) {
-				return redis.DialURLContext(ctx, rawURL, redis.DialConnectTimeout(5*time.Second))
+				return redis.DialURLContext(ctx, rawURL, dialOpts...)
 			},
 			TestOnBorrow: func(c redis.Conn, idle time.Time) error {
 				if time.Since(idle) < time.Minute {

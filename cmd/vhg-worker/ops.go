@@ -69,7 +69,7 @@ type ops struct {
 func newOps(srv *worker.Server, broker *rabbitmq.Broker, cfg opsConfig) (*ops, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m, err := metrics.New(reg, srv, metrics.Config{FFmpegTasks: cfg.ffmpegTasks})
+	m, err := metrics.New(reg, srv, metrics.Config{FFmpegTasks: cfg.ffmpegTasks, BrokerNode: broker.Node})
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -98,16 +98,16 @@ func newOps(srv *worker.Server, broker *rabbitmq.Broker, cfg opsConfig) (*ops, e
 }
 
 // health is the /healthz check: the broker connection is open and the
-// worker consumes.
-func health(broker *rabbitmq.Broker, srv *worker.Server) func() error {
-	return func() error {
+// worker consumes. It names the broker node, connected to or tried next.
+func health(broker *rabbitmq.Broker, srv *worker.Server) func() (string, error) {
+	return func() (string, error) {
 		if !broker.Connected() {
-			return errors.New("broker connection closed")
+			return "", fmt.Errorf("broker connection closed (reconnecting to %s)", broker.Node())
 		}
 		if !srv.Consuming() {
-			return errors.New("worker not consuming")
+			return "", fmt.Errorf("worker not consuming (broker %s)", broker.Node())
 		}
-		return nil
+		return "broker " + broker.Node(), nil
 	}
 }
 

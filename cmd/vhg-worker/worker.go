@@ -54,6 +54,7 @@ type workerFlags struct {
 	deliveryLimit      int
 	pythonFailures     bool
 	tasks              taskFlags
+	tls                tlsFlags
 	inert              inertFlags
 }
 
@@ -111,6 +112,7 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.BoolVar(&f.pythonFailures, "report-python-failures", true,
 		"publish FAILURE for workflows built by the original Python encode_workflow whose step fails on a Python worker (needs its task events: celery worker -E)")
 	f.tasks.add(fs, true)
+	f.tls.add(fs)
 	f.inert.add(fs)
 	if err := fs.Parse(celeryArgs(fs, args)); err != nil {
 		return f, err
@@ -233,7 +235,7 @@ func runWorker(args []string) int {
 	// events are counted from then on.
 	var collector atomic.Pointer[metrics.Collector]
 	broker, err := rabbitmq.Dial(rabbitmq.Config{
-		URL: f.broker, Log: log, ConsumerTimeout: f.consumerTimeout,
+		URL: f.broker, TLS: f.tls.broker, Log: log, ConsumerTimeout: f.consumerTimeout,
 		QueueType: f.queueType, ExchangeType: f.exchangeType, DelayedDeliveryQueueType: f.delayedQueueType,
 		DeliveryLimit: f.deliveryLimit,
 		OnConnectionLost: func(error) {
@@ -248,14 +250,18 @@ func runWorker(args []string) int {
 		},
 	})
 	if err != nil {
+		cause := errors.Unwrap(err) // without "rabbitmq: connect to URL"
+		if cause == nil {
+			cause = err
+		}
 		fmt.Fprintf(os.Stderr, "vhg-worker: cannot reach the broker at %s: %v\n"+
 			"  start RabbitMQ (rabbitmq-server -detached, or make services) or pass -b amqp://user:pass@host:5672//\n",
-			rabbitmq.Redact(f.broker), errors.Unwrap(err))
+			rabbitmq.Redact(f.broker), cause)
 		return 1
 	}
 	defer broker.Close()
 
-	backend, closeBackend, err := openBackend(f.resultBackend, broker)
+	backend, closeBackend, err := openBackend(f.resultBackend, f.tls.backend, broker)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
 		return 1
@@ -344,11 +350,11 @@ func runWorker(args []string) int {
 }
 
 // openBackend opens the result backend named by a Celery URL.
-func openBackend(raw string, broker *rabbitmq.Broker) (worker.Backend, func(), error) {
+func openBackend(raw string, tlsFiles worker.TLSFiles, broker *rabbitmq.Broker) (worker.Backend, func(), error) {
 	scheme, _, _ := strings.Cut(raw, "://")
 	switch strings.ToLower(scheme) {
-	case "redis":
-		b, err := redis.New(context.Background(), redis.Config{URL: raw})
+	case "redis", "rediss":
+		b, err := redis.New(context.Background(), redis.Config{URL: raw, TLS: tlsFiles})
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot reach the result backend: %w\n"+
 				"  start Redis (redis-server --daemonize yes) or choose another --result-backend", err)
@@ -363,7 +369,7 @@ func openBackend(raw string, broker *rabbitmq.Broker) (worker.Backend, func(), e
 	case "disabled", "none":
 		return nil, func() {}, nil
 	default:
-		return nil, nil, fmt.Errorf("unsupported result backend %q (use redis://, rpc:// or amqp://)", raw)
+		return nil, nil, fmt.Errorf("unsupported result backend %q (use redis://, rediss://, rpc:// or amqp://)", rabbitmq.Redact(raw))
 	}
 }
 

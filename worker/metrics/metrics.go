@@ -64,6 +64,10 @@ type Config struct {
 	// RuntimeBuckets are the histogram buckets in seconds; nil means
 	// DefaultRuntimeBuckets.
 	RuntimeBuckets []float64
+	// BrokerNode names the broker node the worker is connected to (of a
+	// cluster's ";"-separated URLs), as vhg_worker_broker_node_info's
+	// node label; nil means no such metric.
+	BrokerNode func() string
 }
 
 // DefaultRuntimeBuckets span quick bookkeeping tasks to hour-long encodes.
@@ -132,10 +136,16 @@ func New(reg prometheus.Registerer, src Source, cfg Config) (*Collector, error) 
 		Namespace: "vhg_worker", Name: "tasks_held",
 		Help: "Task messages prefetched and held: waiting for a free slot or for their ETA.",
 	}, func() float64 { return float64(src.Stats().Held) })
-	for _, m := range []prometheus.Collector{
+	all := []prometheus.Collector{
 		c.received, c.succeeded, c.failed, c.retried, c.revoked, c.rejected,
 		c.runtime, c.ffmpeg, c.storeFailed, c.disconnects, c.reconnects, active, held,
-	} {
+	}
+	if cfg.BrokerNode != nil {
+		all = append(all, nodeInfo{prometheus.NewDesc("vhg_worker_broker_node_info",
+			"1, labelled with the broker node (URL without password) the worker is connected to or tries next.",
+			[]string{"node"}, nil), cfg.BrokerNode})
+	}
+	for _, m := range all {
 		if err := reg.Register(m); err != nil {
 			return nil, err
 		}
@@ -191,6 +201,18 @@ func (c *Collector) ran(task string, d time.Duration) {
 	}
 }
 
+// nodeInfo is the vhg_worker_broker_node_info gauge, read at each scrape.
+type nodeInfo struct {
+	desc *prometheus.Desc
+	node func() string
+}
+
+func (n nodeInfo) Describe(ch chan<- *prometheus.Desc) { ch <- n.desc }
+
+func (n nodeInfo) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(n.desc, prometheus.GaugeValue, 1, n.node())
+}
+
 // BrokerDisconnected counts a lost broker connection.
 func (c *Collector) BrokerDisconnected() { c.disconnects.Inc() }
 
@@ -198,19 +220,23 @@ func (c *Collector) BrokerDisconnected() { c.disconnects.Inc() }
 func (c *Collector) BrokerReconnected() { c.reconnects.Inc() }
 
 // Handler serves the metrics gathered from g at /metrics and the health
-// check at /healthz: 200 "ok" when health returns nil, else 503 and the
-// error.
-func Handler(g prometheus.Gatherer, health func() error) http.Handler {
+// check at /healthz: 200 "ok" when health returns nil, followed by what
+// it says (the broker node), else 503 and the error.
+func Handler(g prometheus.Gatherer, health func() (string, error)) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := health(); err != nil {
+		detail, err := health()
+		if err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte(err.Error() + "\n"))
 			return
 		}
-		w.Write([]byte("ok\n"))
+		if detail != "" {
+			detail = " " + detail
+		}
+		w.Write([]byte("ok" + detail + "\n"))
 	})
 	return mux
 }

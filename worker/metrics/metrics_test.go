@@ -154,7 +154,7 @@ func TestHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	var healthErr error
-	srv := httptest.NewServer(metrics.Handler(reg, func() error { return healthErr }))
+	srv := httptest.NewServer(metrics.Handler(reg, func() (string, error) { return "broker amqp://h:5672//", healthErr }))
 	defer srv.Close()
 	get := func(path string) (int, string) {
 		resp, err := http.Get(srv.URL + path)
@@ -172,7 +172,7 @@ func TestHandler(t *testing.T) {
 		wantCode int
 		wantBody string
 	}{
-		{"healthy", nil, "/healthz", 200, "ok\n"},
+		{"healthy", nil, "/healthz", 200, "ok broker amqp://h:5672//\n"},
 		{"broker down", errors.New("broker connection closed"), "/healthz", 503, "broker connection closed\n"},
 		{"metrics", nil, "/metrics", 200, "# TYPE vhg_worker_tasks_active gauge"},
 		{"elsewhere", nil, "/", 404, ""},

@@ -122,3 +122,55 @@ func TestAckLostWithTheConnection(t *testing.T) {
 		t.Errorf("the task ran %d times, want 2 (the first delivery and the retry)", runs.Load())
 	}
 }
+
+// TestAckWrittenThenLost: an early-ack task's ack is written (Ack returns
+// nil) just before the connection goes away, and the broker never
+// processed it: the message comes back redelivered while the delivery it
+// was acknowledged on is stale. The worker acknowledges it without running
+// the task again. A message acknowledged on a connection that is still
+// open is not mistaken for one: it runs.
+func TestAckWrittenThenLost(t *testing.T) {
+	t.Parallel()
+	events := newEventLog()
+	var runs atomic.Int32
+	mux := worker.NewServeMux()
+	mux.HandleFunc("noop", func(ctx context.Context, task *worker.Task) (any, error) {
+		events.add(task.Msg.ID, "run")
+		runs.Add(1)
+		return nil, nil
+	})
+	broker := &scriptedBroker{Broker: memory.NewBroker(), in: make(chan worker.Delivery)}
+	srv := worker.NewServer(worker.Config{Concurrency: 1, NodeName: "w@test"}, broker, memory.NewBackend(), mux, discardLogger())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	for _, c := range []struct {
+		name      string
+		loseFirst bool
+		want      []string
+	}{
+		{"ack lost", true, []string{"first ack", "run", "redelivered ack"}},
+		{"connection kept", false, []string{"first ack", "run", "redelivered ack", "run"}},
+	} {
+		msg := newMsg("noop")
+		env, err := protocol.Encode(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := &scriptedDelivery{name: "first", env: env, log: events, id: msg.ID}
+		broker.in <- first
+		events.waitFor(t, msg.ID, "run")
+		first.stale.Store(c.loseFirst)
+		broker.in <- &scriptedDelivery{name: "redelivered", env: env, redelivered: true, log: events, id: msg.ID}
+		events.waitUntil(t, c.name, func() bool { return len(events.of(msg.ID)) >= len(c.want) })
+		if got := events.of(msg.ID); fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("%s: events = %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -205,7 +205,8 @@ func ackLostKey(m *protocol.Message) string { return m.ID + "/" + strconv.Itoa(m
 // was lost. It reports whether it did. Celery would run the task again;
 // for an encode that is minutes of work thrown away.
 func (s *Server) settledBefore(r *request) bool {
-	if !r.delivery.Info().Redelivered || !s.ackLost.contains(time.Now(), ackLostKey(r.msg)) {
+	if !r.delivery.Info().Redelivered ||
+		!s.ackLost.contains(time.Now(), ackLostKey(r.msg)) && !s.recent.lost(ackLostKey(r.msg)) {
 		return false
 	}
 	r.log.Warn("message came back after a lost connection, but this worker had already run it: acknowledged without running it again")

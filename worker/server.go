@@ -110,6 +110,9 @@ type Server struct {
 	// back it is acknowledged without running again. Bounded as the
 	// revoked set is, and locked by itself.
 	ackLost *revokedSet
+	// recent holds the last messages acknowledged here, to tell an
+	// acknowledgement lost after it was written (recentacks.go).
+	recent *recentAcks
 
 	mu        sync.Mutex
 	running   map[string]*runningTask // task id -> its request and cancel
@@ -136,6 +139,7 @@ func NewServer(cfg Config, broker Broker, backend Backend, mux *ServeMux, log lo
 		created: time.Now(),
 		running: make(map[string]*runningTask),
 		ackLost: newRevokedSet(ackLostMaxLen, ackLostExpires),
+		recent:  newRecentAcks(),
 		held:    make(map[*request]bool),
 		total:   make(map[string]int),
 	}
@@ -242,7 +246,7 @@ func (s *Server) consume(ctx context.Context, queues *queueSet, work chan<- *req
 // runs, or nil when the message was settled here (invalid, unknown,
 // expired, revoked, postponed) or when handling it panicked (lastNet).
 func (s *Server) accept(ctx context.Context, d Delivery) (r *request) {
-	r = &request{delivery: d, log: s.log, gone: make(chan struct{}), ackLost: s.ackLost}
+	r = &request{delivery: d, log: s.log, gone: make(chan struct{}), ackLost: s.ackLost, recent: s.recent}
 	defer func() {
 		if p := recover(); p != nil {
 			s.lastNet(r, "receive", p)
@@ -373,6 +377,7 @@ type request struct {
 	// connection while its task was still running here.
 	adopted atomic.Pointer[Delivery]
 	ackLost *revokedSet // the Server's
+	recent  *recentAcks // the Server's
 	// outcome is set once the task's final state is being stored, so
 	// that lastNet does not store a FAILURE over it.
 	outcome atomic.Bool
@@ -386,6 +391,9 @@ func (r *request) ack(log logrus.FieldLogger) {
 		return
 	}
 	err := r.current().Ack()
+	if sd, ok := r.current().(StaleDelivery); ok && err == nil && r.recent != nil {
+		r.recent.add(ackLostKey(r.msg), sd)
+	}
 	if sd, ok := r.current().(StaleDelivery); ok && err != nil && sd.Stale() {
 		r.ackLost.add(time.Now(), ackLostKey(r.msg))
 		log.WithError(err).Warn("ack lost with the broker connection: the broker redelivers the message, and this worker acknowledges it without running it again")

@@ -391,7 +391,9 @@ func (r *request) ack(log logrus.FieldLogger) {
 		return
 	}
 	err := r.current().Ack()
-	if sd, ok := r.current().(StaleDelivery); ok && err == nil && r.recent != nil {
+	// Written or not: an ack that fails before the connection is seen
+	// lost (the channel goes first) is lost as surely.
+	if sd, ok := r.current().(StaleDelivery); ok && r.recent != nil {
 		r.recent.add(ackLostKey(r.msg), sd)
 	}
 	if sd, ok := r.current().(StaleDelivery); ok && err != nil && sd.Stale() {

@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 	"github.com/vhg/vhg-worker/protocol"
 	"github.com/vhg/vhg-worker/tasks"
+	"github.com/vhg/vhg-worker/worker"
 	"github.com/vhg/vhg-worker/worker/rabbitmq"
 )
 
@@ -22,7 +23,8 @@ const PythonFailureEvents = "vhg.python-failures"
 
 // pyFailuresConfig configures watchPythonFailures.
 type pyFailuresConfig struct {
-	URL    string                // broker URL
+	URL    string                // broker URL, or a cluster's ";"-separated list
+	TLS    worker.TLSFiles       // for amqps:// URLs
 	Queue  string                // empty means PythonFailureEvents
 	Status tasks.StatusPublisher // where FAILURE statuses go
 	Log    logrus.FieldLogger
@@ -68,8 +70,7 @@ func watchPythonFailures(ctx context.Context, cfg pyFailuresConfig) error {
 // subscribeEvents declares the event queue, binds it to celeryev and
 // consumes it.
 func subscribeEvents(cfg pyFailuresConfig) (*amqp.Connection, <-chan amqp.Delivery, error) {
-	conn, err := amqp.DialConfig(amqpDialURL(cfg.URL), amqp.Config{Heartbeat: 30 * time.Second, Locale: "en_US",
-		Properties: amqp.Table{"connection_name": "vhg-worker python failures"}})
+	conn, err := rabbitmq.DialURLs(rabbitmq.Config{URL: cfg.URL, TLS: cfg.TLS, Heartbeat: 30 * time.Second, ConnectionName: "vhg-worker python failures"})
 	if err != nil {
 		return nil, nil, fmt.Errorf("celery events: cannot reach the broker at %s: %w", rabbitmq.Redact(cfg.URL), err)
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -142,9 +141,10 @@ func submit(ctx context.Context, cfg submitConfig) (protocol.ResultMeta, error) 
 
 // consumeStatus declares the status queue of taskID exactly as Celery's
 // legacy amqp result backend (and rabbitmq.AMQPBackend) does, so both
-// declarations agree, and consumes it.
+// declarations agree, and consumes it. brokerURL may list a cluster's
+// nodes (";"): the first that answers is used.
 func consumeStatus(brokerURL, taskID string) (*amqp.Connection, <-chan amqp.Delivery, error) {
-	conn, err := amqp.DialConfig(amqpDialURL(brokerURL), amqp.Config{Heartbeat: 30 * time.Second, Locale: "en_US"})
+	conn, err := rabbitmq.DialURLs(rabbitmq.Config{URL: brokerURL, Heartbeat: 30 * time.Second, ConnectionName: "vhg-worker submit status"})
 	if err != nil {
 		return nil, nil, fmt.Errorf("cannot reach the broker at %s: %w", rabbitmq.Redact(brokerURL), err)
 	}
@@ -170,17 +170,4 @@ func consumeStatus(brokerURL, taskID string) (*amqp.Connection, <-chan amqp.Deli
 		return nil, nil, fmt.Errorf("status queue %s: %w", queue, err)
 	}
 	return conn, deliveries, nil
-}
-
-// amqpDialURL turns Celery's URL forms into one amqp091 dials: the
-// pyamqp:// scheme is amqp://.
-func amqpDialURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	if u.Scheme == "pyamqp" || u.Scheme == "librabbitmq" {
-		u.Scheme = "amqp"
-	}
-	return u.String()
 }

@@ -294,7 +294,7 @@ func runWorker(args []string) int {
 	defer stop()
 	srv.Observe(pipeline.RevokedStatus(log))
 	if f.pythonFailures {
-		if err := watchPythonFailures(ctx, pyFailuresConfig{URL: f.broker, Status: deps.Status, Log: log}); err != nil {
+		if err := watchPythonFailures(ctx, pyFailuresConfig{URL: f.broker, TLS: f.tls.broker, Status: deps.Status, Log: log}); err != nil {
 			fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
 			return 1
 		}

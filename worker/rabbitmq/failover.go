@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/vhg/vhg-worker/worker"
@@ -140,4 +141,28 @@ func (b *Broker) NodeAddr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.eps[b.cur].node
+}
+
+// DialURLs connects a plain amqp091 connection to the first URL of
+// cfg.URL's list that answers, with cfg.TLS, cfg.ConnectionName and
+// cfg.Heartbeat as Dial uses them (for code that reads a queue itself, as
+// `vhg-worker submit --follow` reads a status queue); it does not
+// reconnect. The error names every URL tried, without passwords.
+func DialURLs(cfg Config) (*amqp.Connection, error) {
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = 60 * time.Second
+	}
+	if cfg.ConnectionName == "" {
+		cfg.ConnectionName = "vhg-worker"
+	}
+	eps, err := endpoints(cfg.URL, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{cfg: cfg, eps: eps}
+	conn, err := b.dialFirst()
+	if err != nil {
+		return nil, fmt.Errorf("rabbitmq: connect to %s: %w", Redact(cfg.URL), err)
+	}
+	return conn, nil
 }

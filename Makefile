@@ -24,7 +24,7 @@ run: setup build ## run a worker on the default broker (ARGS="-c 2 ..." adds fla
 	$(BIN) worker $(ARGS)
 
 .PHONY: test
-test: setup lint test-unit test-integration test-faults ## every tier, as CI runs it: lint, unit, integration, faults (-race)
+test: setup lint test-unit test-integration test-faults cluster-test ## every tier, as CI runs it: lint, unit, integration, faults, cluster (-race)
 
 .PHONY: lint
 lint: ## gofmt and go vet, with every build tag
@@ -44,6 +44,10 @@ test-integration: setup ## against the real RabbitMQ, Redis, ffmpeg and Python C
 .PHONY: test-faults
 test-faults: setup ## the fault tests (-tags faults): they restart RabbitMQ and Redis, so they run last and alone
 	$(GO_TEST) -p 1 -tags 'integration faults' -run '^TestFault' ./cmd/vhg-worker
+
+.PHONY: cluster-test
+cluster-test: setup ## a private three-node RabbitMQ cluster beside the system node (about 2.5 min, 400 MB): failover, quorum queues, TLS
+	$(GO_TEST) -p 1 -tags 'integration faults' -run '^TestCluster' -v ./cmd/vhg-worker
 
 .PHONY: soak
 soak: setup ## the 100k no-op soak with RSS figures (SOAK_MESSAGES=N to change the size)

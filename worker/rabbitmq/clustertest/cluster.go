@@ -170,8 +170,42 @@ func Start(t testing.TB, opt Options) *Cluster {
 			t.Fatalf("clustertest: %s did not join:\n%s", n.Name, status)
 		}
 	}
-	t.Logf("clustertest: %d nodes started and joined in %s", len(c.Nodes), time.Since(start).Round(100*time.Millisecond))
+	t.Logf("clustertest: %d nodes started and joined in %s; resident memory %s", len(c.Nodes),
+		time.Since(start).Round(100*time.Millisecond), c.RSS())
 	return c
+}
+
+// RSS describes the resident memory of each running node (its Erlang VM).
+func (c *Cluster) RSS() string {
+	var parts []string
+	total := 0
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		pid := 0
+		if n.cmd != nil && n.cmd.Process != nil {
+			pid = n.cmd.Process.Pid
+		}
+		n.mu.Unlock()
+		kib := rssKiB(pid)
+		total += kib
+		parts = append(parts, fmt.Sprintf("%s %d MiB", n.Name, kib/1024))
+	}
+	return fmt.Sprintf("%d MiB (%s)", total/1024, strings.Join(parts, ", "))
+}
+
+// rssKiB is VmRSS of a process, or 0.
+func rssKiB(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kib, _ := strconv.Atoi(f[1])
+			return kib
+		}
+	}
+	return 0
 }
 
 // baseEnv is what every script of the cluster runs with.

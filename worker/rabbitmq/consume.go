@@ -101,8 +101,8 @@ func (c *consumer) subscribe(ctx context.Context, conn *amqp.Connection, gen uin
 			ch.Close()
 			return nil, err
 		}
-		// Classic, whatever the task queues are: see topology.go.
-		if _, err := ch.QueueDeclare(GuardQueue(q), true, false, false, false, nil); err != nil {
+		// Quorum when the task queues are: see replicated.go.
+		if _, err := ch.QueueDeclare(GuardQueue(q), true, false, false, false, c.b.replicated(nil)); err != nil {
 			ch.Close()
 			return nil, fmt.Errorf("rabbitmq: declare queue %q: %w", GuardQueue(q), err)
 		}

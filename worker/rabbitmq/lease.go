@@ -118,7 +118,7 @@ func (b *Broker) declareDelay(p *publisher) error {
 		return fmt.Errorf("rabbitmq: declare exchange %q: %w", name, err)
 	}
 	args := amqp.Table{"x-message-ttl": b.cfg.ConsumerTimeout.Milliseconds() / 2, "x-dead-letter-exchange": ""}
-	if _, err := p.ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+	if _, err := p.ch.QueueDeclare(name, true, false, false, false, b.replicated(args)); err != nil {
 		return fmt.Errorf("rabbitmq: declare queue %q: %w", name, err)
 	}
 	if err := p.ch.QueueBind(name, "", name, false, nil); err != nil {

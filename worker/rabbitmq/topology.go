@@ -39,12 +39,12 @@ package rabbitmq
 // so that it can delay messages of any queue the same way. A Celery worker
 // ignores that extra binding.
 //
-// This project's own queues stay classic: the lease queues vhg.lease.* are
-// exclusive (a quorum queue cannot be), the done markers vhg.done.* expire
-// (x-expires) and are tiny, and the guard queues vhg.guards.* and the delay
-// queue vhg.delay.* are only ever read by Go workers, so nothing forces a
-// type on them; a guard lost with a broker node costs a task's restart
-// guarantee, not the task.
+// This project's own queues: the lease queues vhg.lease.* are exclusive (a
+// quorum queue cannot be) and the done markers vhg.done.* expire
+// (x-expires) and are tiny, so they stay classic; the guard queues
+// vhg.guards.* and the delay queue vhg.delay.* follow the task queues'
+// type (see replicated.go): a cluster's worker fails over to another node
+// only if they live on past the node it leaves.
 
 import (
 	"fmt"

@@ -126,12 +126,17 @@ type statusFollower struct {
 }
 
 func followStatuses(t *testing.T, ctx context.Context, taskID string) *statusFollower {
+	return followStatusesAt(t, ctx, testBrokerURL, taskID)
+}
+
+// followStatusesAt follows the status queue on the broker at brokerURL.
+func followStatusesAt(t *testing.T, ctx context.Context, brokerURL, taskID string) *statusFollower {
 	f := &statusFollower{statuses: make(chan protocol.ResultMeta, 1000), ready: make(chan struct{})}
 	go func() {
 		defer close(f.statuses)
 		first := true
 		for ctx.Err() == nil {
-			conn, deliveries, err := consumeStatus(testBrokerURL, taskID)
+			conn, deliveries, err := consumeStatus(brokerURL, taskID)
 			if err != nil {
 				time.Sleep(300 * time.Millisecond)
 				continue

@@ -1,4 +1,4 @@
-//go:build faults
+//go:build integration && faults
 
 package main
 
@@ -9,7 +9,7 @@ package main
 // connects over TLS with the test's CA and refuses another. Run by
 // `make cluster-test` (and `make test`, after the fault tests):
 //
-//	go test -race -count=1 -p 1 -tags faults -run '^TestCluster' ./cmd/vhg-worker
+//	go test -race -count=1 -p 1 -tags 'integration faults' -run '^TestCluster' ./cmd/vhg-worker
 
 import (
 	"context"

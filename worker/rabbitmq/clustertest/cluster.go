@@ -175,7 +175,9 @@ func Start(t testing.TB, opt Options) *Cluster {
 	return c
 }
 
-// RSS describes the resident memory of each running node (its Erlang VM).
+// RSS describes the resident memory of each running node: of every
+// process of its group (the scripts exec erl, which runs the Erlang VM as
+// a child).
 func (c *Cluster) RSS() string {
 	var parts []string
 	total := 0
@@ -186,11 +188,39 @@ func (c *Cluster) RSS() string {
 			pid = n.cmd.Process.Pid
 		}
 		n.mu.Unlock()
-		kib := rssKiB(pid)
+		kib := groupRSSKiB(pid)
 		total += kib
 		parts = append(parts, fmt.Sprintf("%s %d MiB", n.Name, kib/1024))
 	}
 	return fmt.Sprintf("%d MiB (%s)", total/1024, strings.Join(parts, ", "))
+}
+
+// groupRSSKiB sums VmRSS over the processes of process group pgid.
+func groupRSSKiB(pgid int) int {
+	if pgid <= 0 {
+		return 0
+	}
+	entries, _ := os.ReadDir("/proc")
+	total := 0
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid pgrp ...: comm may hold spaces.
+		rest := string(stat)
+		if i := strings.LastIndexByte(rest, ')'); i >= 0 {
+			rest = rest[i+1:]
+		}
+		if f := strings.Fields(rest); len(f) >= 3 && f[2] == strconv.Itoa(pgid) {
+			total += rssKiB(pid)
+		}
+	}
+	return total
 }
 
 // rssKiB is VmRSS of a process, or 0.

@@ -43,6 +43,7 @@ func TestCluster(t *testing.T) {
 	t.Run("workflow while the worker's node stops", func(t *testing.T) { clusterWorkflowFailover(t, c) })
 	t.Run("10000 no-op tasks while a node stops and starts", func(t *testing.T) { clusterNoopTasks(t, c) })
 	t.Run("TLS", func(t *testing.T) { clusterTLS(t, c, certs) })
+	t.Logf("FIGURE cluster-memory: after the tests, %s", c.RSS())
 }
 
 // metricsAddr waits for the binary's "serving /metrics" line and returns

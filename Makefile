@@ -46,7 +46,7 @@ test-faults: setup ## the fault tests (-tags faults): they restart RabbitMQ and 
 	$(GO_TEST) -p 1 -tags 'integration faults' -run '^TestFault' ./cmd/vhg-worker
 
 .PHONY: cluster-test
-cluster-test: setup ## a private three-node RabbitMQ cluster beside the system node (about 2.5 min, 400 MB): failover, quorum queues, TLS
+cluster-test: setup ## a private three-node RabbitMQ cluster beside the system node (about 2.5 min, 450 MB): failover, quorum queues, TLS
 	$(GO_TEST) -p 1 -tags 'integration faults' -run '^TestCluster' -v ./cmd/vhg-worker
 
 .PHONY: soak

@@ -5,6 +5,7 @@ package rabbitmq_test
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
@@ -204,5 +205,24 @@ func TestDialTLSChecks(t *testing.T) {
 	var cve *tls.CertificateVerificationError
 	if err == nil || errors.As(err, &cve) || strings.Contains(err.Error(), "TLS:") {
 		t.Errorf("with the right CA: %v, want a non-TLS error", err)
+	}
+}
+
+// TestDialSkipsDeadFirstURL: at start-up a list whose first node is down
+// connects to the next one, as Celery does.
+func TestDialSkipsDeadFirstURL(t *testing.T) {
+	t.Parallel()
+	p := newProxy(t)
+	br, err := rabbitmq.Dial(rabbitmq.Config{URL: "amqp://guest:secret@" + closedPort(t) + "//;" + p.url(t), ConnectionName: uniqueName(t, "first-down")})
+	if err != nil {
+		unreachable(t, err)
+	}
+	defer br.Close()
+	if br.NodeAddr() != p.ln.Addr().String() {
+		t.Errorf("connected to %s, want the second URL %s", br.NodeAddr(), p.ln.Addr())
+	}
+	info := br.Info()
+	if alt, _ := info["alternates"].([]any); len(alt) != 1 || strings.Contains(fmt.Sprint(alt), "secret") {
+		t.Errorf("Info alternates = %v, want the other URL without its password", info["alternates"])
 	}
 }

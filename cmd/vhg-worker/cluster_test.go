@@ -35,7 +35,7 @@ import (
 	"github.com/vhg/vhg-worker/worker/tlstest"
 )
 
-// TestCluster starts one cluster for its three parts, which run in turn.
+// TestCluster starts one cluster for its parts, which run in turn.
 func TestCluster(t *testing.T) {
 	requireServices(t) // Redis stores the results; ffmpeg, Python as usual
 	certs := tlstest.Make(t, t.TempDir())
@@ -44,6 +44,18 @@ func TestCluster(t *testing.T) {
 	t.Run("10000 no-op tasks while a node stops and starts", func(t *testing.T) { clusterNoopTasks(t, c) })
 	t.Run("TLS", func(t *testing.T) { clusterTLS(t, c, certs) })
 	t.Logf("FIGURE cluster-memory: after the tests, %s", c.RSS())
+	t.Run("start-up error masks every password", func(t *testing.T) {
+		// Issue 15's report: the second password of a list was printed.
+		// Nodes 1 and 2 are stopped for this.
+		c.Stop(t, c.Nodes[0])
+		c.Stop(t, c.Nodes[1])
+		out, err := exec.Command(workerBinary(t), "worker", "-b",
+			"amqp://guest:secret1@"+c.Nodes[0].Addr()+"//;amqp://guest:secret2@"+c.Nodes[1].Addr()+"//").CombinedOutput()
+		if err == nil || strings.Contains(string(out), "secret") || strings.Count(string(out), "guest:xxxxx@") < 4 {
+			t.Errorf("worker: %v\n%s\nwant a start-up error naming both URLs without their passwords", err, out)
+		}
+		t.Logf("start-up error: %s", out)
+	})
 }
 
 // metricsAddr waits for the binary's "serving /metrics" line and returns

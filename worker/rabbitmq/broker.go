@@ -3,9 +3,11 @@
 // result backends that live on the broker itself, rpc:// and the legacy
 // amqp:// (one queue per task on the celeryresults exchange).
 //
-// A Broker repairs a lost connection by itself (see Broker), and never
-// holds a delivery unacknowledged past RabbitMQ's consumer_timeout: waiting
-// messages are postponed and long acks_late tasks leased (see lease.go and
+// A Broker repairs a lost connection by itself (see Broker), on the next
+// node of a cluster when given Celery's ";"-separated list of URLs, over
+// TLS with amqps:// (see failover.go), and never holds a delivery
+// unacknowledged past RabbitMQ's consumer_timeout: waiting messages are
+// postponed and long acks_late tasks leased (see lease.go and
 // worker.LeasingDelivery).
 //
 // Task queues are classic or quorum, on direct or topic exchanges, declared

@@ -1,6 +1,7 @@
 package rabbitmq_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -41,4 +42,10 @@ func TestDialErrorMasksEveryPassword(t *testing.T) {
 	if strings.Contains(err.Error(), "secret") || strings.Count(err.Error(), "connection refused") != 2 {
 		t.Errorf("error shows a password or not each URL's error: %v", err)
 	}
+}
+
+func ExampleRedact() {
+	// Celery's list of a cluster's nodes, as -b takes it.
+	fmt.Println(rabbitmq.Redact("amqp://vhg:s3cret@rabbit1:5672//;amqps://vhg:s3cret@rabbit2:5671//?ssl_ca_certs=/etc/vhg/ca.pem"))
+	// Output: amqp://vhg:xxxxx@rabbit1:5672//;amqps://vhg:xxxxx@rabbit2:5671//?ssl_ca_certs=/etc/vhg/ca.pem
 }

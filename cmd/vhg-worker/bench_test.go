@@ -2,21 +2,40 @@
 
 package main
 
-// Benchmarks run by `make bench`: the same no-op tasks (celery.accumulate,
-// results to Redis) through the Go worker binary and through a Python
-// Celery worker (prefork, 2 processes), on the same broker in the same run.
-// They report tasks/s and CPU microseconds per task (user+system CPU of the
-// worker's whole process group while it drains the queue), and the Go
-// worker's idle RSS.
+// Benchmarks run by `make bench`. Every comparison runs both sides in the
+// same run, on the same broker and Redis, with the same settings on both
+// command lines: the same number of tasks, the same concurrency (-c) and
+// the same prefetch multiplier, each worker started the same way (its own
+// process group, warmed up, then paused while its queue fills).
+//
+//   - BenchmarkNoopTasks: celery.accumulate tasks with results in Redis
+//     through the Go worker, through the floor (cmd/vhg-bench-floor: only
+//     consume, SETEX+PUBLISH a SUCCESS, ack) and through a Python Celery
+//     worker (prefork): tasks/s and CPU microseconds per task (user+system
+//     CPU of the worker's process group while it drains the queue), idle
+//     RSS, and what RabbitMQ and Redis spent per task.
+//   - BenchmarkChainHops: a chain of immutable celery.accumulate steps
+//     applied by a Python client, on a Go and on a Python worker: time per
+//     hop.
+//   - BenchmarkEncodeWorkflow (bench_workflow_test.go).
+//
+// Settings (environment): BENCH_TASKS (no-op tasks per side, default
+// 20000), BENCH_CONCURRENCY (-c of every worker, default 8),
+// BENCH_PREFETCH (--prefetch-multiplier of every worker, default 4),
+// BENCH_CHAIN_STEPS (default 200), BENCH_ROUNDS (rounds of the chain and
+// workflow comparisons, best of each counts; default 2), BENCH_GO_FLAGS
+// (more flags for the Go worker).
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,36 +49,99 @@ import (
 // counting its keys counts the results.
 const benchRedisURL = "redis://127.0.0.1:6379/7"
 
+// benchSettings are what both sides of a comparison are given.
+type benchSettings struct {
+	tasks       int // no-op tasks per side
+	concurrency int // -c
+	prefetch    int // --prefetch-multiplier
+	chainSteps  int
+	rounds      int
+}
+
+func readBenchSettings(b *testing.B) benchSettings {
+	return benchSettings{
+		tasks:       benchEnvInt(b, "BENCH_TASKS", 20000),
+		concurrency: benchEnvInt(b, "BENCH_CONCURRENCY", 8),
+		prefetch:    benchEnvInt(b, "BENCH_PREFETCH", 4),
+		chainSteps:  benchEnvInt(b, "BENCH_CHAIN_STEPS", 200),
+		rounds:      benchEnvInt(b, "BENCH_ROUNDS", 2),
+	}
+}
+
+func benchEnvInt(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive integer", name, s)
+	}
+	return n
+}
+
+// benchSide starts one side of a comparison on a queue.
+type benchSide struct {
+	name  string
+	start func(queue string) *exec.Cmd
+}
+
+// goWorkerSide runs the worker binary with the settings; extra flags follow.
+func goWorkerSide(bin string, s benchSettings, extra ...string) benchSide {
+	return benchSide{"go", func(queue string) *exec.Cmd {
+		args := []string{"worker", "-b", testBrokerURL, "--result-backend", benchRedisURL, "-Q", queue, "-l", "warning",
+			"-c", strconv.Itoa(s.concurrency), "--prefetch-multiplier", strconv.Itoa(s.prefetch),
+			"--without-mingle", "--without-gossip", "--without-heartbeat"}
+		args = append(args, extra...)
+		return exec.Command(bin, append(args, strings.Fields(os.Getenv("BENCH_GO_FLAGS"))...)...)
+	}}
+}
+
+// pythonWorkerSide runs a Celery worker (prefork) of the app module in
+// testdata/python with the same settings as goWorkerSide.
+func pythonWorkerSide(app string, s benchSettings, env ...string) benchSide {
+	return benchSide{"python", func(queue string) *exec.Cmd {
+		cmd := exec.Command(pythonBin, "-m", "celery", "-A", app, "worker", "-P", "prefork", "-Q", queue, "-l", "warning",
+			"-c", strconv.Itoa(s.concurrency), "--prefetch-multiplier", strconv.Itoa(s.prefetch),
+			"--without-mingle", "--without-gossip", "--without-heartbeat")
+		cmd.Dir = pythonDir
+		cmd.Env = append(os.Environ(), append([]string{"CELERY_BROKER_URL=" + testBrokerURL,
+			"CELERY_RESULT_BACKEND=" + benchRedisURL, "INTEROP_QUEUE=" + queue}, env...)...)
+		return cmd
+	}}
+}
+
+// floorSide runs cmd/vhg-bench-floor with the same settings.
+func floorSide(bin string, s benchSettings) benchSide {
+	return benchSide{"floor", func(queue string) *exec.Cmd {
+		return exec.Command(bin, "-b", testBrokerURL, "--result-backend", benchRedisURL, "-Q", queue,
+			"-c", strconv.Itoa(s.concurrency), "--prefetch-multiplier", strconv.Itoa(s.prefetch))
+	}}
+}
+
+// buildBenchBinaries builds the worker and the floor into a temporary
+// directory.
+func buildBenchBinaries(b *testing.B) (workerBin, floorBin string) {
+	dir := b.TempDir()
+	workerBin, floorBin = filepath.Join(dir, "vhg-worker"), filepath.Join(dir, "vhg-bench-floor")
+	for bin, pkg := range map[string]string{workerBin: ".", floorBin: "../vhg-bench-floor"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			b.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return workerBin, floorBin
+}
+
 func BenchmarkNoopTasks(b *testing.B) {
-	tasks := 20000
-	if s := os.Getenv("BENCH_TASKS"); s != "" {
-		tasks, _ = strconv.Atoi(s)
-	}
-	bin := filepath.Join(b.TempDir(), "vhg-worker")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	s := readBenchSettings(b)
+	workerBin, floorBin := buildBenchBinaries(b)
+	sides := []benchSide{goWorkerSide(workerBin, s), floorSide(floorBin, s), pythonWorkerSide("interop", s)}
 	results := map[string]benchResult{}
-	for _, w := range []struct {
-		name  string
-		tasks int
-		start func(queue string) *exec.Cmd
-	}{
-		{"go", tasks, func(queue string) *exec.Cmd {
-			return exec.Command(bin, append([]string{"worker", "-b", testBrokerURL, "--result-backend", benchRedisURL, "-Q", queue, "-l", "warning"}, strings.Fields(os.Getenv("BENCH_GO_FLAGS"))...)...)
-		}},
-		{"python-prefork-c2", tasks / 4, func(queue string) *exec.Cmd {
-			cmd := exec.Command(pythonBin, "-m", "celery", "-A", "interop", "worker", "-P", "prefork", "-c", "2",
-				"-Q", queue, "-l", "warning", "--without-mingle", "--without-gossip", "--without-heartbeat")
-			cmd.Dir = pythonDir
-			cmd.Env = append(os.Environ(), "CELERY_BROKER_URL="+testBrokerURL, "CELERY_RESULT_BACKEND="+benchRedisURL, "INTEROP_QUEUE="+queue)
-			return cmd
-		}},
-	} {
-		b.Run(w.name, func(b *testing.B) {
+	for _, side := range sides {
+		b.Run(side.name, func(b *testing.B) {
 			for range b.N {
-				r := runNoopBench(b, w.tasks, w.start)
-				results[w.name] = r
+				r := runNoopBench(b, s, side)
+				results[side.name] = r
 				b.ReportMetric(r.rate, "tasks/s")
 				b.ReportMetric(r.cpuPerTask, "cpu-us/task")
 				b.ReportMetric(r.idleRSSMB, "idle-RSS-MB")
@@ -67,14 +149,95 @@ func BenchmarkNoopTasks(b *testing.B) {
 			}
 		})
 	}
-	g, p := results["go"], results["python-prefork-c2"]
-	if p.rate > 0 {
-		fmt.Printf("\nno-op tasks (celery.accumulate, results in Redis), same broker, this machine (%d CPUs):\n", numCPU())
-		fmt.Printf("  %-20s %10s %14s %12s %24s\n", "worker", "tasks/s", "CPU us/task", "idle RSS", "RabbitMQ+Redis us/task")
-		fmt.Printf("  %-20s %10.0f %14.1f %9.1f MB %24.1f\n", "go (default -c)", g.rate, g.cpuPerTask, g.idleRSSMB, g.servicesCPUPerTask)
-		fmt.Printf("  %-20s %10.0f %14.1f %9.1f MB %24.1f\n", "python prefork -c 2", p.rate, p.cpuPerTask, p.idleRSSMB, p.servicesCPUPerTask)
-		fmt.Printf("  go/python rate: %.1fx   targets: >= 6x, <= 120 CPU us/task, idle RSS <= 25 MB\n\n", g.rate/p.rate)
+	g, f, p := results["go"], results["floor"], results["python"]
+	if g.rate == 0 || f.rate == 0 || p.rate == 0 {
+		return
 	}
+	fmt.Printf("\nno-op tasks (celery.accumulate, results in Redis), %d tasks per side, -c %d, --prefetch-multiplier %d, this machine (%d CPUs):\n",
+		s.tasks, s.concurrency, s.prefetch, numCPU())
+	fmt.Printf("  %-28s %10s %14s %12s %24s\n", "side", "tasks/s", "CPU us/task", "idle RSS", "RabbitMQ+Redis us/task")
+	for _, row := range []struct {
+		name string
+		r    benchResult
+	}{{"go worker", g}, {"floor (consume, store, ack)", f}, {"python prefork", p}} {
+		fmt.Printf("  %-28s %10.0f %14.1f %9.1f MB %24.1f\n", row.name, row.r.rate, row.r.cpuPerTask, row.r.idleRSSMB, row.r.servicesCPUPerTask)
+	}
+	fmt.Printf("  go/floor rate:        %5.2fx   target >= 0.80x  %s\n", g.rate/f.rate, verdict(g.rate/f.rate >= 0.8))
+	fmt.Printf("  go/floor CPU per task: %5.2fx   target <= 2.00x  %s\n", g.cpuPerTask/f.cpuPerTask, verdict(g.cpuPerTask/f.cpuPerTask <= 2))
+	fmt.Printf("  go/python rate:       %5.2fx   go/python CPU per task: %.2fx\n", g.rate/p.rate, g.cpuPerTask/p.cpuPerTask)
+	fmt.Printf("  go idle RSS:          %5.1f MB  target < 25 MB   %s\n\n", g.idleRSSMB, verdict(g.idleRSSMB < 25))
+}
+
+// verdict says whether a target is met.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT MET"
+}
+
+func BenchmarkChainHops(b *testing.B) {
+	s := readBenchSettings(b)
+	workerBin, _ := buildBenchBinaries(b)
+	sides := []benchSide{goWorkerSide(workerBin, s), pythonWorkerSide("interop", s)}
+	best := map[string]time.Duration{}
+	var rounds []string
+	b.Run("go-vs-python", func(b *testing.B) {
+		for range b.N {
+			clear(best)
+			rounds = nil
+			for range s.rounds {
+				var round []string
+				for _, side := range sides {
+					d := runChainBench(b, s, side)
+					round = append(round, fmt.Sprintf("%.2f", perHop(d, s.chainSteps)))
+					if best[side.name] == 0 || d < best[side.name] {
+						best[side.name] = d
+					}
+				}
+				rounds = append(rounds, strings.Join(round, "/"))
+			}
+			b.ReportMetric(perHop(best["go"], s.chainSteps), "go-ms/hop")
+			b.ReportMetric(perHop(best["python"], s.chainSteps), "python-ms/hop")
+		}
+	})
+	g, p := perHop(best["go"], s.chainSteps), perHop(best["python"], s.chainSteps)
+	if g == 0 || p == 0 {
+		return
+	}
+	fmt.Printf("\nchain of %d immutable celery.accumulate steps from a Python client, results in Redis, -c %d, --prefetch-multiplier %d:\n",
+		s.chainSteps, s.concurrency, s.prefetch)
+	fmt.Printf("  rounds (go/python ms per hop): %s\n", strings.Join(rounds, ", "))
+	fmt.Printf("  go worker, best:     %6.2f ms per hop   target <= 1 ms     %s\n", g, verdict(g <= 1))
+	fmt.Printf("  python prefork, best: %5.2f ms per hop\n", p)
+	fmt.Printf("  go/python:           %6.2fx             target <= 0.25x   %s\n\n", g/p, verdict(g/p <= 0.25))
+}
+
+func perHop(d time.Duration, steps int) float64 {
+	return d.Seconds() * 1000 / float64(steps)
+}
+
+// runChainBench starts a side, warms it up, and has the Python client
+// apply a chain of s.chainSteps steps; it returns the client's time from
+// apply_async to the last result.
+func runChainBench(b *testing.B, s benchSettings, side benchSide) time.Duration {
+	b.StopTimer()
+	w := startBenchWorker(b, side)
+	defer w.stop()
+	w.warmUp(b, s)
+	client := exec.Command(pythonBin, "bench.py", "chain", strconv.Itoa(s.chainSteps))
+	client.Dir = pythonDir
+	client.Env = append(os.Environ(), "CELERY_BROKER_URL="+testBrokerURL, "CELERY_RESULT_BACKEND="+benchRedisURL, "INTEROP_QUEUE="+w.queue)
+	client.Stderr = os.Stderr
+	out, err := client.Output()
+	if err != nil {
+		b.Fatalf("bench.py chain on %s: %v\n%s", side.name, err, w.log())
+	}
+	var got struct{ Seconds float64 }
+	if err := json.Unmarshal(out, &got); err != nil {
+		b.Fatalf("bench.py chain: %v: %s", err, out)
+	}
+	return time.Duration(got.Seconds * float64(time.Second))
 }
 
 type benchResult struct {
@@ -87,89 +250,150 @@ type benchResult struct {
 	idleRSSMB          float64 // resident memory of the whole process group when idle
 }
 
-// runNoopBench starts a worker, measures it idle, fills its queue with n
-// accumulate tasks, and measures the drain.
-func runNoopBench(b *testing.B, n int, start func(queue string) *exec.Cmd) benchResult {
-	b.StopTimer()
-	queue := "bench-" + worker.NewTaskID()[:8]
-	rc, err := redigo.DialURL(benchRedisURL)
-	if err != nil {
+// benchWorker is a running side of a comparison, in its own process group.
+type benchWorker struct {
+	name   string
+	queue  string
+	cmd    *exec.Cmd
+	output *outputTail
+	exited chan struct{} // closed once the process has exited
+	rc     redigo.Conn
+	broker *rabbitmq.Broker
+	client *worker.Client
+}
+
+// outputTail keeps the last max bytes of a process's output.
+type outputTail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *outputTail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if extra := len(t.buf) - t.max; extra > 0 {
+		t.buf = append(t.buf[:0], t.buf[extra:]...)
+	}
+	return len(p), nil
+}
+
+func (t *outputTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}
+
+// startBenchWorker flushes the bench's Redis database, starts the side on
+// a fresh queue and connects a client to that queue.
+func startBenchWorker(b *testing.B, side benchSide) *benchWorker {
+	w := &benchWorker{name: side.name, queue: "bench-" + side.name + "-" + worker.NewTaskID()[:8], output: &outputTail{max: 8192}}
+	var err error
+	if w.rc, err = redigo.DialURL(benchRedisURL); err != nil {
 		b.Fatalf("redis: %v (run `make setup`)", err)
 	}
-	defer rc.Close()
-	if _, err := rc.Do("FLUSHDB"); err != nil {
+	if _, err := w.rc.Do("FLUSHDB"); err != nil {
 		b.Fatal(err)
 	}
-	broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL})
-	if err != nil {
+	if w.broker, err = rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL}); err != nil {
 		b.Fatalf("rabbitmq: %v (run `make setup`)", err)
 	}
-	defer broker.Close()
-	defer deleteQueue(queue)
-
-	cmd := start(queue)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	w.client = worker.NewClient(w.broker, worker.ClientConfig{DefaultQueue: w.queue})
+	w.cmd = side.start(w.queue)
+	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
+	if err := w.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}()
+	w.exited = make(chan struct{})
+	go func() { w.cmd.Wait(); close(w.exited) }()
+	return w
+}
 
-	// Warm up with one task, so that start-up is not measured, then let it idle.
-	client := worker.NewClient(broker, worker.ClientConfig{DefaultQueue: queue})
-	ctx := context.Background()
-	if _, err := client.SendTask(ctx, "celery.accumulate", []any{int64(0)}, nil); err != nil {
-		b.Fatal(err)
-	}
-	waitKeys(b, rc, 1, time.Minute)
-	time.Sleep(2 * time.Second)
-	idle := groupRSS(cmd.Process.Pid)
-
-	// Fill the queue while the worker is paused, so the drain is measured
-	// without the publisher in the way.
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGSTOP)
+// warmUp runs 2 x concurrency tasks (at least 10), so that start-up, the
+// prefork pool and the first connections are not measured, and waits for
+// their results.
+func (w *benchWorker) warmUp(b *testing.B, s benchSettings) {
+	n := max(2*s.concurrency, 10)
 	for i := range n {
-		if _, err := client.SendTask(ctx, "celery.accumulate", []any{int64(i)}, nil); err != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
+		if _, err := w.client.SendTask(context.Background(), "celery.accumulate", []any{int64(i)}, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cpu0, services0 := groupCPU(cmd.Process.Pid), servicesCPU()
+	w.waitKeys(b, n, time.Minute)
+}
+
+func (w *benchWorker) pid() int { return w.cmd.Process.Pid }
+
+func (w *benchWorker) log() string { return w.name + " output:\n" + w.output.String() }
+
+// stop sends SIGTERM to the group, SIGKILL after 20 s, and cleans up.
+func (w *benchWorker) stop() {
+	syscall.Kill(-w.pid(), syscall.SIGCONT) // in case it is paused
+	syscall.Kill(-w.pid(), syscall.SIGTERM)
+	select {
+	case <-w.exited:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(-w.pid(), syscall.SIGKILL)
+		<-w.exited
+	}
+	w.broker.Close()
+	w.rc.Close()
+	deleteQueue(w.queue)
+}
+
+// runNoopBench starts a side, warms it up, measures it idle, fills its
+// queue with s.tasks accumulate tasks while it is paused, and measures the
+// drain.
+func runNoopBench(b *testing.B, s benchSettings, side benchSide) benchResult {
+	b.StopTimer()
+	w := startBenchWorker(b, side)
+	defer w.stop()
+	w.warmUp(b, s)
+	keys0, err := redigo.Int(w.rc.Do("DBSIZE"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	idle := groupRSS(w.pid())
+
+	// Fill the queue while the worker is paused, so the drain is measured
+	// without the publisher in the way.
+	syscall.Kill(-w.pid(), syscall.SIGSTOP)
+	for i := range s.tasks {
+		if _, err := w.client.SendTask(context.Background(), "celery.accumulate", []any{int64(i)}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu0, services0 := groupCPU(w.pid()), servicesCPU()
 	t0 := time.Now()
 	b.StartTimer()
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGCONT)
-	waitKeys(b, rc, n+1, 10*time.Minute)
+	syscall.Kill(-w.pid(), syscall.SIGCONT)
+	w.waitKeys(b, keys0+s.tasks, 10*time.Minute)
 	elapsed := time.Since(t0)
 	b.StopTimer()
-	cpu, services := groupCPU(cmd.Process.Pid)-cpu0, servicesCPU()-services0
+	cpu, services := groupCPU(w.pid())-cpu0, servicesCPU()-services0
 	return benchResult{
-		rate:               float64(n) / elapsed.Seconds(),
-		cpuPerTask:         float64(cpu.Microseconds()) / float64(n),
-		servicesCPUPerTask: float64(services.Microseconds()) / float64(n),
+		rate:               float64(s.tasks) / elapsed.Seconds(),
+		cpuPerTask:         float64(cpu.Microseconds()) / float64(s.tasks),
+		servicesCPUPerTask: float64(services.Microseconds()) / float64(s.tasks),
 		idleRSSMB:          float64(idle) / (1 << 20),
 	}
 }
 
 func deleteQueue(name string) {
 	if b, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL}); err == nil {
-		b.DeleteQueue(name)
+		b.DeleteQueue(name) // and its guard queue
 		b.Close()
 	}
 }
 
-func waitKeys(b *testing.B, rc redigo.Conn, n int, limit time.Duration) {
+// waitKeys waits until the bench's Redis database holds n keys.
+func (w *benchWorker) waitKeys(b *testing.B, n int, limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for {
-		got, err := redigo.Int(rc.Do("DBSIZE"))
+		got, err := redigo.Int(w.rc.Do("DBSIZE"))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -177,9 +401,13 @@ func waitKeys(b *testing.B, rc redigo.Conn, n int, limit time.Duration) {
 			return
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("only %d of %d results after %s", got, n, limit)
+			b.Fatalf("only %d of %d results after %s\n%s", got, n, limit, w.log())
 		}
-		time.Sleep(2 * time.Millisecond)
+		select {
+		case <-w.exited:
+			b.Fatalf("%s exited\n%s", w.name, w.log())
+		case <-time.After(2 * time.Millisecond):
+		}
 	}
 }
 

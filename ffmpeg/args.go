@@ -63,10 +63,6 @@ type TranscodeOptions struct {
 // second. A larger rendition still encodes (x264 warns) but declares a level
 // it exceeds, which strict hardware decoders may refuse.
 func TranscodeArgs(o TranscodeOptions) []string {
-	preset := o.Preset
-	if preset == "" {
-		preset = DefaultPreset
-	}
 	args := []string{"ffmpeg", "-hide_banner", "-nostdin", "-y"}
 	args = append(args, localInput(sourceFormats)...)
 	args = append(args,
@@ -76,13 +72,25 @@ func TranscodeArgs(o TranscodeOptions) []string {
 	if o.Audio {
 		args = append(args, "-map", "0:a:0")
 	}
-	args = append(args,
+	return append(args, encodeArgs(o, []string{"-vf", scaleFilter(o.Width, o.Height)})...)
+}
+
+// encodeArgs returns the options and output of one rendition, after its
+// -map options; filter goes where TranscodeArgs has always put its -vf.
+func encodeArgs(o TranscodeOptions, filter []string) []string {
+	preset := o.Preset
+	if preset == "" {
+		preset = DefaultPreset
+	}
+	args := []string{
 		"-c:v", "libx264",
 		"-preset", preset,
 		"-profile:v", "main",
 		"-level:v", "3.1",
 		"-pix_fmt", "yuv420p",
-		"-vf", "scale="+strconv.Itoa(o.Width)+":"+strconv.Itoa(o.Height),
+	}
+	args = append(args, filter...)
+	args = append(args,
 		"-b:v", kbps(o.BitrateKbps),
 		"-maxrate", kbps(o.BitrateKbps),
 		"-bufsize", kbps(2*o.BitrateKbps),
@@ -104,6 +112,61 @@ func TranscodeArgs(o TranscodeOptions) []string {
 		"-f", "mp4",
 		fileURL(o.Output),
 	)
+}
+
+// scaleFilter is the filter that scales to a rendition's size.
+func scaleFilter(width, height int) string {
+	return "scale=" + strconv.Itoa(width) + ":" + strconv.Itoa(height)
+}
+
+// Rendition is one output of LadderArgs.
+type Rendition struct {
+	Output        string // local path of the MP4 to write; overwritten if it exists
+	Width, Height int    // as in TranscodeOptions
+	BitrateKbps   int    // as in TranscodeOptions
+}
+
+// LadderOptions describe every rendition of one original.
+type LadderOptions struct {
+	Input      string // local path of the original
+	Renditions []Rendition
+
+	// SegmentSeconds, Audio and Preset are those of TranscodeOptions, the
+	// same for every rendition.
+	SegmentSeconds int
+	Audio          bool
+	Preset         string
+}
+
+// LadderArgs returns one ffmpeg command that decodes the input once and
+// encodes every rendition from it, each with exactly the options
+// TranscodeArgs gives that rendition alone: the decoded video is split,
+// scaled once per rendition, and each output has its own encoders. It is
+// what one rendition per process costs at least (make bench compares the
+// workflow with it).
+func LadderArgs(o LadderOptions) []string {
+	args := []string{"ffmpeg", "-hide_banner", "-nostdin", "-y"}
+	args = append(args, localInput(sourceFormats)...)
+	args = append(args, "-i", fileURL(o.Input))
+	graph := "[0:V:0]split=" + strconv.Itoa(len(o.Renditions))
+	for i := range o.Renditions {
+		graph += "[s" + strconv.Itoa(i) + "]"
+	}
+	for i, r := range o.Renditions {
+		graph += ";[s" + strconv.Itoa(i) + "]" + scaleFilter(r.Width, r.Height) + "[v" + strconv.Itoa(i) + "]"
+	}
+	args = append(args, "-filter_complex", graph)
+	for i, r := range o.Renditions {
+		args = append(args, "-map", "[v"+strconv.Itoa(i)+"]")
+		if o.Audio {
+			args = append(args, "-map", "0:a:0")
+		}
+		args = append(args, encodeArgs(TranscodeOptions{
+			Output: r.Output, Width: r.Width, Height: r.Height, BitrateKbps: r.BitrateKbps,
+			SegmentSeconds: o.SegmentSeconds, Audio: o.Audio, Preset: o.Preset,
+		}, nil)...)
+	}
+	return args
 }
 
 // kbps formats a bitrate in kbit/s as ffmpeg reads it.

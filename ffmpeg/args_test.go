@@ -49,6 +49,14 @@ func TestArgsGolden(t *testing.T) {
 		{"transcode_no_segments", TranscodeArgs(TranscodeOptions{
 			Input: "in.mp4", Output: "out.mp4", Width: 320, Height: 180, BitrateKbps: 300,
 		})},
+		{"ladder_audio", LadderArgs(LadderOptions{
+			Input: "/in/clip.mp4", SegmentSeconds: 4, Audio: true,
+			Renditions: []Rendition{{"/out/256x144.mp4", 256, 144, 100}, {"/out/640x360.mp4", 640, 360, 400}},
+		})},
+		{"ladder_no_audio", LadderArgs(LadderOptions{
+			Input: "/in/clip.mp4", SegmentSeconds: 2, Preset: "ultrafast",
+			Renditions: []Rendition{{"/out/1280x720.mp4", 1280, 720, 2500}},
+		})},
 		{"hls", HLSArgs(HLSOptions{
 			Input:          "/out/abc/encoding/640x360.mp4",
 			PlaylistPath:   "/out/abc/hls/640x360/playlist.m3u8",

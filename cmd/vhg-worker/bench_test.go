@@ -436,7 +436,7 @@ func procStats(match func(comm string, fields []string) bool) []string {
 			continue
 		}
 		fields := strings.Fields(s[end+2:])
-		if len(fields) > 13 && match(s[open+1:end], fields) {
+		if len(fields) > 15 && match(s[open+1:end], fields) {
 			stats = append(stats, e.Name()+" "+strings.Join(fields, " "))
 		}
 	}
@@ -454,14 +454,23 @@ func servicesCPU() time.Duration {
 	return statsCPU(procStats(func(comm string, _ []string) bool { return comm == "beam.smp" || comm == "redis-server" }))
 }
 
-func statsCPU(stats []string) time.Duration {
+// groupCPUWithChildren is groupCPU plus the CPU time of the children the
+// group's processes have waited for (ffmpeg runs of a worker).
+func groupCPUWithChildren(pgid int) time.Duration {
+	return statsCPU(groupProcs(pgid), 16, 17)
+}
+
+// statsCPU sums utime and stime (fields 14 and 15 of stat) and any other
+// fields given (16 and 17 are cutime and cstime) of each process.
+func statsCPU(stats []string, more ...int) time.Duration {
 	var ticks int64
 	for _, line := range stats {
 		f := strings.Fields(line)
-		// f[0] is the pid; utime and stime are fields 14 and 15 of stat.
-		ut, _ := strconv.ParseInt(f[12], 10, 64)
-		st, _ := strconv.ParseInt(f[13], 10, 64)
-		ticks += ut + st
+		// f[0] is the pid, f[1] stat's field 3.
+		for _, field := range append([]int{14, 15}, more...) {
+			n, _ := strconv.ParseInt(f[field-2], 10, 64)
+			ticks += n
+		}
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }

@@ -9,8 +9,25 @@ import (
 // the options leave Preset empty: a fair trade of speed for size on a worker.
 const DefaultPreset = "veryfast"
 
-// audioBitrate is the AAC bitrate of every rendition: stereo at 128 kbit/s.
-const audioBitrate = "128k"
+// audioBitrate is the AAC bitrate of every rendition whose audio is
+// encoded: stereo at 128 kbit/s.
+const (
+	audioBitrate       = "128k"
+	audioBitsPerSecond = 128000
+)
+
+// AudioCopyable reports whether an original's audio stream can go into the
+// renditions as it is (TranscodeOptions.CopyAudio) instead of being encoded
+// again: it is AAC-LC with one or two channels, which the renditions'
+// CODECS declare and every player takes, at a known bitrate no higher
+// than the renditions' 128 kbit/s (2% more is allowed for encoders that
+// overshoot: ffmpeg's own AAC at 128k averages 128.1), so that the
+// bandwidth the master playlist declares stays right.
+func AudioCopyable(s Stream) bool {
+	return s.CodecType == "audio" && s.CodecName == "aac" && s.Profile == "LC" &&
+		s.Channels >= 1 && s.Channels <= 2 &&
+		s.BitRate > 0 && s.BitRate <= audioBitsPerSecond*102/100
+}
 
 // fileURL turns a local path into an input or output URL for ffmpeg. With
 // the file: protocol named explicitly, a path that starts with '-' is never
@@ -44,6 +61,13 @@ type TranscodeOptions struct {
 	// and the input has no audio stream.
 	Audio bool
 
+	// CopyAudio, with Audio, copies the input's first audio stream into the
+	// rendition instead of encoding it again. Set it when AudioCopyable
+	// holds for that stream: every rendition of an original carries the
+	// same audio, and encoding it takes a fifth of the CPU time of a 144p
+	// or 240p rendition of a 720p original.
+	CopyAudio bool
+
 	// Preset is the x264 speed preset; empty means DefaultPreset. Tests use
 	// "ultrafast", which turns off the main profile's tools (CABAC,
 	// B-frames): the stream is then Constrained Baseline.
@@ -51,7 +75,8 @@ type TranscodeOptions struct {
 }
 
 // TranscodeArgs returns the ffmpeg command that encodes one rendition as an
-// MP4 with H.264 (main profile, level 3.1, yuv420p) and optional AAC audio,
+// MP4 with H.264 (main profile, level 3.1, yuv420p) and optional AAC audio
+// (encoded at 128 kbit/s stereo, or copied: see CopyAudio),
 // ready to be cut by HLSArgs and DASHArgs with stream copy. The input is
 // read with the file protocol and the SourceFormats demuxers only, so a
 // playlist or concat list posing as the original fails instead of making
@@ -102,9 +127,12 @@ func encodeArgs(o TranscodeOptions, filter []string) []string {
 			"-sc_threshold", "0",
 		)
 	}
-	if o.Audio {
+	switch {
+	case o.Audio && o.CopyAudio:
+		args = append(args, "-c:a", "copy")
+	case o.Audio:
 		args = append(args, "-c:a", "aac", "-b:a", audioBitrate, "-ac", "2")
-	} else {
+	default:
 		args = append(args, "-an")
 	}
 	return append(args,
@@ -131,10 +159,11 @@ type LadderOptions struct {
 	Input      string // local path of the original
 	Renditions []Rendition
 
-	// SegmentSeconds, Audio and Preset are those of TranscodeOptions, the
-	// same for every rendition.
+	// SegmentSeconds, Audio, CopyAudio and Preset are those of
+	// TranscodeOptions, the same for every rendition.
 	SegmentSeconds int
 	Audio          bool
+	CopyAudio      bool
 	Preset         string
 }
 
@@ -163,7 +192,7 @@ func LadderArgs(o LadderOptions) []string {
 		}
 		args = append(args, encodeArgs(TranscodeOptions{
 			Output: r.Output, Width: r.Width, Height: r.Height, BitrateKbps: r.BitrateKbps,
-			SegmentSeconds: o.SegmentSeconds, Audio: o.Audio, Preset: o.Preset,
+			SegmentSeconds: o.SegmentSeconds, Audio: o.Audio, CopyAudio: o.CopyAudio, Preset: o.Preset,
 		}, nil)...)
 	}
 	return args

@@ -42,6 +42,10 @@ func TestArgsGolden(t *testing.T) {
 			Input: "/out/abc/source/original.mkv", Output: "/out/abc/encoding/640x360.mp4",
 			Width: 640, Height: 360, BitrateKbps: 800, SegmentSeconds: 4, Audio: true,
 		})},
+		{"transcode_copy_audio", TranscodeArgs(TranscodeOptions{
+			Input: "/out/abc/source/original.mp4", Output: "/out/abc/encoding/256x144.mp4",
+			Width: 256, Height: 144, BitrateKbps: 100, SegmentSeconds: 4, Audio: true, CopyAudio: true,
+		})},
 		{"transcode_no_audio", TranscodeArgs(TranscodeOptions{
 			Input: "/out/abc/source/original.mkv", Output: "/out/abc/encoding/1280x720.mp4",
 			Width: 1280, Height: 720, BitrateKbps: 2500, SegmentSeconds: 4, Preset: "ultrafast",
@@ -146,6 +150,34 @@ func TestArgsHostilePaths(t *testing.T) {
 			if got := build(p); !slices.Equal(got, want) {
 				t.Errorf("%s with path %q:\n got %q\nwant %q", name, p, got, want)
 			}
+		}
+	}
+}
+
+func TestAudioCopyable(t *testing.T) {
+	t.Parallel()
+	aac := Stream{CodecType: "audio", CodecName: "aac", Profile: "LC", Channels: 2, BitRate: 128092}
+	tests := []struct {
+		name string
+		edit func(*Stream)
+		want bool
+	}{
+		{"ffmpeg's AAC at 128k", func(*Stream) {}, true},
+		{"mono at 64k", func(s *Stream) { s.Channels, s.BitRate = 1, 64000 }, true},
+		{"2% over", func(s *Stream) { s.BitRate = 130560 }, true},
+		{"more than 2% over", func(s *Stream) { s.BitRate = 130561 }, false},
+		{"unknown bitrate", func(s *Stream) { s.BitRate = 0 }, false},
+		{"5.1", func(s *Stream) { s.Channels = 6 }, false},
+		{"no channels reported", func(s *Stream) { s.Channels = 0 }, false},
+		{"HE-AAC", func(s *Stream) { s.Profile = "HE-AAC" }, false},
+		{"MP3", func(s *Stream) { s.CodecName, s.Profile = "mp3", "" }, false},
+		{"not audio", func(s *Stream) { s.CodecType = "video" }, false},
+	}
+	for _, tt := range tests {
+		s := aac
+		tt.edit(&s)
+		if got := AudioCopyable(s); got != tt.want {
+			t.Errorf("%s: AudioCopyable(%+v) = %t, want %t", tt.name, s, got, tt.want)
 		}
 	}
 }

@@ -70,11 +70,16 @@ func TestPipeline(t *testing.T) {
 	if !ok || video.CodecName != "h264" || video.Width != 640 || video.Height != 360 {
 		t.Fatalf("source video = %+v, %t; want h264 640x360", video, ok)
 	}
-	if audio, ok := probe.Audio(); !ok || audio.CodecName != "aac" {
-		t.Fatalf("source audio = %+v, %t; want aac", audio, ok)
+	sourceAudio, ok := probe.Audio()
+	if !ok || sourceAudio.CodecName != "aac" || !AudioCopyable(sourceAudio) {
+		t.Fatalf("source audio = %+v, %t; want aac that AudioCopyable takes", sourceAudio, ok)
 	}
 
-	renditions := []struct{ width, height, kbps int }{{320, 180, 300}, {256, 144, 200}}
+	// The first rendition copies the audio; HLS and DASH cut it.
+	renditions := []struct {
+		width, height, kbps int
+		copyAudio           bool
+	}{{320, 180, 300, true}, {256, 144, 200, false}}
 	var transcoded []string
 	for _, r := range renditions {
 		output := filepath.Join(out, "encoding", fmt.Sprintf("%dx%d.mp4", r.width, r.height))
@@ -82,7 +87,7 @@ func TestPipeline(t *testing.T) {
 		err := Run(t.Context(), TranscodeArgs(TranscodeOptions{
 			Input: source, Output: output,
 			Width: r.width, Height: r.height, BitrateKbps: r.kbps, SegmentSeconds: 1,
-			Audio: true, Preset: "ultrafast",
+			Audio: true, CopyAudio: r.copyAudio, Preset: "ultrafast",
 		}), RunOptions{Duration: probe.Duration, OnProgress: func(p Progress) { reports = append(reports, p) }})
 		if err != nil {
 			t.Fatalf("transcode to %dx%d: %v", r.width, r.height, err)
@@ -101,8 +106,10 @@ func TestPipeline(t *testing.T) {
 		if v.BitRate <= 0 || v.BitRate > int64(r.kbps)*1000*3/2 {
 			t.Errorf("%s: video bitrate %d bit/s, want about %dk", output, v.BitRate, r.kbps)
 		}
-		if a, ok := got.Audio(); !ok || a.CodecName != "aac" {
-			t.Errorf("%s: audio %+v, %t; want aac", output, a, ok)
+		if a, ok := got.Audio(); !ok || a.CodecName != "aac" || a.Channels != 2 {
+			t.Errorf("%s: audio %+v, %t; want stereo aac", output, a, ok)
+		} else if r.copyAudio && a.BitRate != sourceAudio.BitRate {
+			t.Errorf("%s: audio at %d bit/s, want the source's %d: copied", output, a.BitRate, sourceAudio.BitRate)
 		}
 		if len(got.Streams) != 2 {
 			t.Errorf("%s: %d streams, want video and audio only", output, len(got.Streams))

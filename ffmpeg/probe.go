@@ -28,8 +28,10 @@ type Stream struct {
 	Index     int
 	CodecType string // "video", "audio", "subtitle", "data", ...
 	CodecName string // "h264", "aac", ...
+	Profile   string // as ffprobe names it: "Main", "LC", ...; "" when none
 	Width     int    // video only
 	Height    int    // video only
+	Channels  int    // audio only
 
 	Duration time.Duration // 0 when the container does not say (Matroska)
 	BitRate  int64         // bit/s; 0 when unknown
@@ -126,8 +128,10 @@ type probeJSON struct {
 		Index       int    `json:"index"`
 		CodecType   string `json:"codec_type"`
 		CodecName   string `json:"codec_name"`
+		Profile     string `json:"profile"`
 		Width       int    `json:"width"`
 		Height      int    `json:"height"`
+		Channels    int    `json:"channels"`
 		Duration    string `json:"duration"`
 		BitRate     string `json:"bit_rate"`
 		Disposition struct {
@@ -170,8 +174,10 @@ func ParseProbe(data []byte) (*ProbeResult, error) {
 			Index:           s.Index,
 			CodecType:       s.CodecType,
 			CodecName:       s.CodecName,
+			Profile:         s.Profile,
 			Width:           s.Width,
 			Height:          s.Height,
+			Channels:        s.Channels,
 			Duration:        duration,
 			BitRate:         bitRate,
 			AttachedPicture: s.Disposition.AttachedPic != 0,

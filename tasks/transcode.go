@@ -22,7 +22,9 @@ const StateProgress protocol.State = "PROGRESS"
 // keyframe every segtime seconds (the context's, from a kwarg of this task
 // or of chunk_hls later; 4 when unset) so that every rendition is cut at the
 // same instants, into <folder_out>/encoding/WxH.mp4 (written under a
-// temporary name, then renamed). While it runs it sends PROGRESS states to
+// temporary name, then renamed). The original's audio is copied when it
+// is already AAC-LC of at most 128 kbit/s (ffmpeg.AudioCopyable), and
+// encoded to that otherwise. While it runs it sends PROGRESS states to
 // the root task's status queue: {"percent", "step": "transcode",
 // "rendition": "WxH"}, at most every 10 percent or ProgressInterval.
 func (p *Pipeline) Transcode(ctx context.Context, t *worker.Task) (any, error) {
@@ -67,7 +69,7 @@ func (p *Pipeline) transcode(ctx context.Context, t *worker.Task, c vhgctx.Conte
 	if err != nil {
 		return "", err
 	}
-	_, audio := probe.Audio()
+	sourceAudio, audio := probe.Audio()
 
 	dir, err := c.TranscodedFolder()
 	if err != nil {
@@ -88,7 +90,10 @@ func (p *Pipeline) transcode(ctx context.Context, t *worker.Task, c vhgctx.Conte
 		BitrateKbps:    bitrate,
 		SegmentSeconds: seg,
 		Audio:          audio,
-		Preset:         p.deps.Preset,
+		// Audio that is already what a rendition carries is copied, not
+		// encoded again for every rendition.
+		CopyAudio: audio && ffmpeg.AudioCopyable(sourceAudio),
+		Preset:    p.deps.Preset,
 	})
 	progress := p.progressReporter(ctx, t, dim)
 	if err := ffmpeg.Run(ctx, argv, ffmpeg.RunOptions{Duration: probe.Duration, OnProgress: progress}); err != nil {

@@ -94,7 +94,9 @@ func BenchmarkEncodeWorkflow(b *testing.B) {
 		b.Fatal(err)
 	}
 	video, _ := probe.Video()
-	_, audio := probe.Audio()
+	sourceAudio, audio := probe.Audio()
+	// The optimum treats the audio as the transcode task does.
+	copyAudio := audio && ffmpeg.AudioCopyable(sourceAudio)
 	// The renditions' sizes, as compute_target_size gives them.
 	sizes := make([][2]int, len(renditions))
 	for i, r := range renditions {
@@ -120,7 +122,7 @@ func BenchmarkEncodeWorkflow(b *testing.B) {
 			clear(best)
 			rounds = nil
 			for range s.rounds {
-				o := keep("optimum", runOptimum(b, ctx, src, optOut, sizes, renditions, audio))
+				o := keep("optimum", runOptimum(b, ctx, src, optOut, sizes, renditions, audio, copyAudio))
 				g := keep("go", runWorkflowSide(b, s, goSide, goOut, url, sizes))
 				p := keep("python", runWorkflowSide(b, s, pySide, pyOut, url, sizes))
 				rounds = append(rounds, o+"/"+g+"/"+p)
@@ -219,12 +221,12 @@ func runWorkflowSide(b *testing.B, s benchSettings, side benchSide, out, url str
 
 // runOptimum runs the one-process optimum: LadderArgs, then every HLS cut
 // at once, then DASH.
-func runOptimum(b *testing.B, ctx context.Context, src, out string, sizes [][2]int, renditions []tasks.Rendition, audio bool) workflowResult {
+func runOptimum(b *testing.B, ctx context.Context, src, out string, sizes [][2]int, renditions []tasks.Rendition, audio, copyAudio bool) workflowResult {
 	b.StopTimer()
 	os.RemoveAll(out)
 	os.MkdirAll(filepath.Join(out, "encoding"), 0o755)
 	os.MkdirAll(filepath.Join(out, "dash"), 0o755)
-	ladder := ffmpeg.LadderOptions{Input: src, SegmentSeconds: 4, Audio: audio}
+	ladder := ffmpeg.LadderOptions{Input: src, SegmentSeconds: 4, Audio: audio, CopyAudio: copyAudio}
 	encoded := make([]string, len(renditions))
 	for i, r := range renditions {
 		encoded[i] = filepath.Join(out, "encoding", fmt.Sprintf("%dx%d.mp4", sizes[i][0], sizes[i][1]))

@@ -56,11 +56,15 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	conn, err := amqp.Dial(*brokerURL)
+	// The worker's heartbeat: a shorter one (amqp091's default is 10 s)
+	// lets RabbitMQ drop the connection while the bench holds the process
+	// stopped to fill the queue.
+	conn, err := amqp.DialConfig(*brokerURL, amqp.Config{Heartbeat: 60 * time.Second})
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
 	defer conn.Close()
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("rabbitmq: open channel: %w", err)
@@ -89,7 +93,20 @@ func run(args []string) error {
 		return fmt.Errorf("redis: %w", err)
 	}
 	defer rc.Close()
-	return loop(msgs, rc, *concurrency, *expires)
+	if err := loop(msgs, rc, *concurrency, *expires); err != nil {
+		return err
+	}
+	if ctx.Err() == nil {
+		// The deliveries stopped without a signal: the connection or the
+		// channel is gone.
+		select {
+		case reason := <-closed:
+			return fmt.Errorf("rabbitmq: connection closed: %v", reason)
+		default:
+			return fmt.Errorf("rabbitmq: the consumer was cancelled or its channel closed")
+		}
+	}
+	return nil
 }
 
 // loop stores a SUCCESS for each message and acknowledges it, until the

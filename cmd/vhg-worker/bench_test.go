@@ -361,11 +361,7 @@ func runNoopBench(b *testing.B, s benchSettings, side benchSide) benchResult {
 	// Fill the queue while the worker is paused, so the drain is measured
 	// without the publisher in the way.
 	syscall.Kill(-w.pid(), syscall.SIGSTOP)
-	for i := range s.tasks {
-		if _, err := w.client.SendTask(context.Background(), "celery.accumulate", []any{int64(i)}, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
+	fillQueue(b, w.queue, s.tasks)
 	cpu0, services0 := groupCPU(w.pid()), servicesCPU()
 	t0 := time.Now()
 	b.StartTimer()
@@ -379,6 +375,37 @@ func runNoopBench(b *testing.B, s benchSettings, side benchSide) benchResult {
 		cpuPerTask:         float64(cpu.Microseconds()) / float64(s.tasks),
 		servicesCPUPerTask: float64(services.Microseconds()) / float64(s.tasks),
 		idleRSSMB:          float64(idle) / (1 << 20),
+	}
+}
+
+// fillQueue sends n accumulate tasks to queue over several connections at
+// once: one publisher waits for each confirm, and a worker held stopped
+// for long enough loses its connection to missed heartbeats.
+func fillQueue(b *testing.B, queue string, n int) {
+	const publishers = 4
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	for p := range publishers {
+		wg.Go(func() {
+			broker, err := rabbitmq.Dial(rabbitmq.Config{URL: testBrokerURL})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer broker.Close()
+			client := worker.NewClient(broker, worker.ClientConfig{DefaultQueue: queue})
+			for i := p; i < n; i += publishers {
+				if _, err := client.SendTask(context.Background(), "celery.accumulate", []any{int64(i)}, nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatalf("filling the queue: %v", err)
 	}
 }
 

@@ -106,6 +106,7 @@ func BenchmarkEncodeWorkflow(b *testing.B) {
 	url := "file://" + src
 
 	goOut, pyOut, optOut := filepath.Join(dir, "go"), filepath.Join(dir, "python"), filepath.Join(dir, "optimum")
+	os.MkdirAll(optOut, 0o755)
 	goSide := goWorkerSide(workerBin, s, "--output-dir", goOut, "--input-roots", srcDir, "--renditions", ladder)
 	pySide := pythonWorkerSide("original", s, "VHG_OUTPUT_DIR="+pyOut, "VHG_RENDITIONS="+ladder)
 
@@ -184,7 +185,8 @@ func BenchmarkEncodeWorkflow(b *testing.B) {
 // send encode_workflow(url); it returns the client's time to COMPLETE.
 func runWorkflowSide(b *testing.B, s benchSettings, side benchSide, out, url string, sizes [][2]int) workflowResult {
 	b.StopTimer()
-	os.RemoveAll(out)
+	// Every job writes into a directory of its own under out, kept for the
+	// PSNR of the best round.
 	w := startBenchWorker(b, side)
 	defer w.stop()
 	w.warmUp(b, s)
@@ -223,7 +225,11 @@ func runWorkflowSide(b *testing.B, s benchSettings, side benchSide, out, url str
 // at once, then DASH.
 func runOptimum(b *testing.B, ctx context.Context, src, out string, sizes [][2]int, renditions []tasks.Rendition, audio, copyAudio bool) workflowResult {
 	b.StopTimer()
-	os.RemoveAll(out)
+	// A directory per run, kept for the PSNR of the best round.
+	out, err := os.MkdirTemp(out, "run-")
+	if err != nil {
+		b.Fatal(err)
+	}
 	os.MkdirAll(filepath.Join(out, "encoding"), 0o755)
 	os.MkdirAll(filepath.Join(out, "dash"), 0o755)
 	ladder := ffmpeg.LadderOptions{Input: src, SegmentSeconds: 4, Audio: audio, CopyAudio: copyAudio}

@@ -59,7 +59,7 @@ conformance: ## Celery's canvas suite on Python vs Go workers (CELERY_SRC=celery
 	testdata/conformance/run.sh "$(CELERY_SRC)" both
 
 .PHONY: bench
-bench: setup build ## throughput, CPU and memory of Go vs Python workers
+bench: setup build ## Go vs floor vs Python: no-op tasks, chain hops, encode_workflow (BENCH_* settings: README)
 	go test -tags integration -run '^$$' -bench . -benchtime 1x -timeout 30m ./cmd/vhg-worker
 
 .PHONY: fuzz

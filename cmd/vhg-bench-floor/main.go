@@ -5,8 +5,9 @@
 //	vhg-bench-floor [-b BROKER_URL] [--result-backend redis://...] [-Q QUEUE]
 //	                [-c N] [--prefetch-multiplier N] [--expires SECONDS]
 //
-// It declares QUEUE as the worker does and consumes it on one channel with
-// the worker's QoS (prefetch count = N x multiplier, global). One loop
+// It declares QUEUE as the worker does on a classic queue and consumes it
+// on one channel with the worker's QoS (prefetch count = N x multiplier,
+// per consumer). One loop
 // takes the messages that have arrived, at most N at a time (the tasks a
 // worker with N slots holds at once); for each it reads the task id from
 // the protocol 2 "id" header, decoding nothing else, and stores a SUCCESS
@@ -80,7 +81,8 @@ func run(args []string) error {
 	if err := ch.QueueBind(*queue, *queue, *queue, false, nil); err != nil {
 		return fmt.Errorf("rabbitmq: bind queue: %w", err)
 	}
-	if err := ch.Qos(*concurrency**multiplier, 0, true); err != nil {
+	// Per consumer, as the worker sets it.
+	if err := ch.Qos(*concurrency**multiplier, 0, false); err != nil {
 		return fmt.Errorf("rabbitmq: qos: %w", err)
 	}
 	msgs, err := ch.ConsumeWithContext(ctx, *queue, "", false, false, false, false, nil)

@@ -9,8 +9,8 @@ import (
 // the options leave Preset empty: a fair trade of speed for size on a worker.
 const DefaultPreset = "veryfast"
 
-// audioBitrate is the AAC bitrate of every rendition whose audio is
-// encoded: stereo at 128 kbit/s.
+// The AAC bitrate of every rendition whose audio is encoded (stereo at
+// 128 kbit/s), as ffmpeg reads it and in bit/s.
 const (
 	audioBitrate       = "128k"
 	audioBitsPerSecond = 128000

@@ -7,16 +7,16 @@
 //
 // It declares QUEUE as the worker does on a classic queue and consumes it
 // on one channel with the worker's QoS (prefetch count = N x multiplier,
-// per consumer). One loop
-// takes the messages that have arrived, at most N at a time (the tasks a
-// worker with N slots holds at once); for each it reads the task id from
-// the protocol 2 "id" header, decoding nothing else, and stores a SUCCESS
-// meta (result null) under celery-task-meta-<id> with SETEX, with the
-// worker's default expiry, and PUBLISH on that key, as the worker's Redis
-// backend does. The commands of a batch go out in one write, pipelined
-// (the next batch does not wait for the replies), and once a batch's
-// replies are in, one multiple ack settles it. It runs no task, keeps no state and
-// sends no events; it stops on SIGTERM or SIGINT.
+// per consumer). One loop takes the messages that have arrived, at most N
+// at a time (the tasks a worker with N slots holds at once); for each it
+// reads the task id from the protocol 2 "id" header, decoding nothing
+// else, and stores a SUCCESS meta (result null) under
+// celery-task-meta-<id> with SETEX, with the worker's default expiry, and
+// PUBLISH on that key, as the worker's Redis backend does. The commands of
+// a batch go out in one write, pipelined (the next batch does not wait for
+// the replies), and once a batch's replies are in, one multiple ack
+// settles it. It runs no task, keeps no state and sends no events; it
+// stops on SIGTERM or SIGINT.
 package main
 
 import (

@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -145,7 +146,11 @@ func BenchmarkNoopTasks(b *testing.B) {
 				b.ReportMetric(r.rate, "tasks/s")
 				b.ReportMetric(r.cpuPerTask, "cpu-us/task")
 				b.ReportMetric(r.idleRSSMB, "idle-RSS-MB")
-				b.ReportMetric(r.servicesCPUPerTask, "broker+redis-cpu-us/task")
+				if r.servicesRestarted {
+					b.Logf("RabbitMQ or Redis restarted during the drain of %s: its figures are not comparable", side.name)
+				} else {
+					b.ReportMetric(r.servicesCPUPerTask, "broker+redis-cpu-us/task")
+				}
 			}
 		})
 	}
@@ -160,7 +165,11 @@ func BenchmarkNoopTasks(b *testing.B) {
 		name string
 		r    benchResult
 	}{{"go worker", g}, {"floor (consume, store, ack)", f}, {"python prefork", p}} {
-		fmt.Printf("  %-28s %10.0f %14.1f %9.1f MB %24.1f\n", row.name, row.r.rate, row.r.cpuPerTask, row.r.idleRSSMB, row.r.servicesCPUPerTask)
+		services := fmt.Sprintf("%.1f", row.r.servicesCPUPerTask)
+		if row.r.servicesRestarted {
+			services = "restarted: n/a"
+		}
+		fmt.Printf("  %-28s %10.0f %14.1f %9.1f MB %24s\n", row.name, row.r.rate, row.r.cpuPerTask, row.r.idleRSSMB, services)
 	}
 	fmt.Printf("  go/floor rate:        %5.2fx   target >= 0.80x  %s\n", g.rate/f.rate, verdict(g.rate/f.rate >= 0.8))
 	fmt.Printf("  go/floor CPU per task: %5.2fx   target <= 2.00x  %s\n", g.cpuPerTask/f.cpuPerTask, verdict(g.cpuPerTask/f.cpuPerTask <= 2))
@@ -247,6 +256,7 @@ type benchResult struct {
 	// the drain, in microseconds: on a small machine they share the CPUs
 	// with the worker, and bound the rate whichever worker runs.
 	servicesCPUPerTask float64
+	servicesRestarted  bool    // RabbitMQ or Redis restarted during the drain
 	idleRSSMB          float64 // resident memory of the whole process group when idle
 }
 
@@ -369,11 +379,12 @@ func runNoopBench(b *testing.B, s benchSettings, side benchSide) benchResult {
 	w.waitKeys(b, keys0+s.tasks, 10*time.Minute)
 	elapsed := time.Since(t0)
 	b.StopTimer()
-	cpu, services := groupCPU(w.pid())-cpu0, servicesCPU()-services0
+	cpu, services1 := groupCPU(w.pid())-cpu0, servicesCPU()
 	return benchResult{
 		rate:               float64(s.tasks) / elapsed.Seconds(),
 		cpuPerTask:         float64(cpu.Microseconds()) / float64(s.tasks),
-		servicesCPUPerTask: float64(services.Microseconds()) / float64(s.tasks),
+		servicesCPUPerTask: float64((services1.cpu - services0.cpu).Microseconds()) / float64(s.tasks),
+		servicesRestarted:  services1.pids != services0.pids,
 		idleRSSMB:          float64(idle) / (1 << 20),
 	}
 }
@@ -475,10 +486,24 @@ func groupCPU(pgid int) time.Duration {
 	return statsCPU(groupProcs(pgid))
 }
 
-// servicesCPU is the user+system CPU time of RabbitMQ and Redis on this
-// machine: the share of the work that is the same whichever worker runs.
-func servicesCPU() time.Duration {
-	return statsCPU(procStats(func(comm string, _ []string) bool { return comm == "beam.smp" || comm == "redis-server" }))
+// servicesUsage is the user+system CPU time of RabbitMQ and Redis on this
+// machine (the share of the work that is the same whichever worker runs),
+// and the processes it was read from: when they differ between two
+// readings, a service restarted in between and the difference means
+// nothing.
+type servicesUsage struct {
+	cpu  time.Duration
+	pids string
+}
+
+func servicesCPU() servicesUsage {
+	stats := procStats(func(comm string, _ []string) bool { return comm == "beam.smp" || comm == "redis-server" })
+	pids := make([]string, len(stats))
+	for i, line := range stats {
+		pids[i], _, _ = strings.Cut(line, " ")
+	}
+	slices.Sort(pids)
+	return servicesUsage{cpu: statsCPU(stats), pids: strings.Join(pids, ",")}
 }
 
 // groupCPUWithChildren is groupCPU plus the CPU time of the children the

@@ -62,6 +62,14 @@ func TestEventsOfTasks(t *testing.T) {
 	waitUntil(t, "the reject event", func() bool {
 		return slices.Contains(typesOf(pub.all(), rejectID), protocol.EventTaskRejected)
 	})
+	// An outcome's event follows its stored state: wait for each one.
+	waitUntil(t, "the outcome events", func() bool {
+		all := pub.all()
+		return slices.Contains(typesOf(all, okID), protocol.EventTaskSucceeded) &&
+			slices.Contains(typesOf(all, failID), protocol.EventTaskFailed) &&
+			slices.Contains(typesOf(all, unknownID), protocol.EventTaskFailed) &&
+			slices.Contains(typesOf(all, expiredID), protocol.EventTaskRevoked)
+	})
 
 	all := pub.all()
 	for _, tc := range []struct {

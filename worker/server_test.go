@@ -582,12 +582,20 @@ func TestGracefulStop(t *testing.T) {
 	if got, want := w.events.of(running), []string{"deliver", "run", "store SUCCESS", "ack"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("running task events = %q, want %q", got, want)
 	}
-	if got, want := w.events.of(heldID), []string{"deliver", "reject requeue=true"}; !reflect.DeepEqual(got, want) {
-		t.Errorf("held task events = %q, want %q", got, want)
+	// A message given back while consuming stops can be delivered once
+	// more before the consumer sees the stop, and is given back again, as
+	// with RabbitMQ: any number of such rounds, and it ends in the queue.
+	got := w.events.of(heldID)
+	if len(got) == 0 || len(got)%2 != 0 {
+		t.Errorf("held task events = %q, want rounds of deliver and requeue", got)
 	}
-	if n := w.broker.Len("celery"); n != 1 {
-		t.Errorf("%d messages left in the queue, want the held one", n)
+	for i := 0; i+1 < len(got); i += 2 {
+		if got[i] != "deliver" || got[i+1] != "reject requeue=true" {
+			t.Errorf("held task events = %q, want rounds of deliver and requeue", got)
+			break
+		}
 	}
+	waitUntil(t, "the held message back in the queue", func() bool { return w.broker.Len("celery") == 1 })
 }
 
 // TestStopNow checks the hard stop: running tasks are cancelled with

@@ -304,6 +304,19 @@ func (m *Message) readHeaders(h map[string]any) error {
 			if v != nil {
 				m.ReplacedTaskNesting, err = intField(k, v)
 			}
+		case "stamped_headers":
+			if v != nil {
+				m.StampedHeaders, err = stringListField(k, v)
+			}
+		case "stamps":
+			if v != nil {
+				var ok bool
+				if m.Stamps, ok = v.(map[string]any); !ok {
+					err = fieldTypeError(k, "a dict", v)
+				}
+			} else {
+				m.Stamps = map[string]any{}
+			}
 		case "ignore_result":
 			if v != nil {
 				var ok bool
@@ -373,4 +386,24 @@ func readTimeLimit(v any) (TimeLimit, error) {
 		limits[i] = time.Duration(math.Round(s*1e6)) * time.Microsecond
 	}
 	return TimeLimit{Hard: limits[0], Soft: limits[1]}, nil
+}
+
+// stringListField reads a list of strings; a bare string is a list of one,
+// as Celery's maybe_list reads it.
+func stringListField(name string, v any) ([]string, error) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, nil
+	case []any:
+		out := make([]string, len(v))
+		for i, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return nil, fieldTypeError(name, "a list of strings", v)
+			}
+			out[i] = s
+		}
+		return out, nil
+	}
+	return nil, fieldTypeError(name, "a list of strings", v)
 }

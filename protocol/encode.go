@@ -18,7 +18,10 @@ var now = time.Now
 //     group_index, retries, timelimit ([hard, soft] seconds, null when
 //     zero), root_id (the task id if empty), parent_id, argsrepr and
 //     kwargsrepr (computed when empty), origin and ignore_result, plus
-//     replaced_task_nesting when non-zero and every ExtraHeaders entry.
+//     replaced_task_nesting when non-zero, and every ExtraHeaders entry.
+//     A message with StampedHeaders or Stamps set is written as Celery 5.3+
+//     writes it: replaced_task_nesting always, stamped_headers (null when
+//     nil) and stamps ({} when nil).
 //     Empty optional values are null; integers are int32 when they fit, as
 //     py-amqp sends them;
 //   - body [args, kwargs, {"callbacks", "errbacks", "chain", "chord"}];
@@ -93,8 +96,25 @@ func encodeHeaders(m *Message) map[string]any {
 	h["kwargsrepr"] = kwargsRepr
 	h["origin"] = nullIfEmpty(m.Origin)
 	h["ignore_result"] = m.IgnoreResult
-	if m.ReplacedTaskNesting != 0 {
+	celery53 := m.StampedHeaders != nil || m.Stamps != nil
+	if m.ReplacedTaskNesting != 0 || celery53 {
 		h["replaced_task_nesting"] = headerValue(int64(m.ReplacedTaskNesting))
+	}
+	if celery53 {
+		var names any
+		if m.StampedHeaders != nil {
+			list := make([]any, len(m.StampedHeaders))
+			for i, n := range m.StampedHeaders {
+				list[i] = n
+			}
+			names = list
+		}
+		stamps := map[string]any{}
+		for k, v := range m.Stamps {
+			stamps[k] = headerValue(normalizeValue(v, 0))
+		}
+		h["stamped_headers"] = names
+		h["stamps"] = stamps
 	}
 	return h
 }

@@ -66,8 +66,15 @@ type Message struct {
 	Origin              string
 	IgnoreResult        bool
 	ReplacedTaskNesting int
+	// StampedHeaders and Stamps are Celery 5.3+'s canvas stamps: the names
+	// of the stamps and name -> value (a value or a list of values). Both
+	// are nil when the message has neither header (Celery 5.2 and older);
+	// Celery 5.3+ always sends them, as stamped_headers null and stamps {}
+	// for an unstamped task, and Encode writes them back as it read them.
+	StampedHeaders []string
+	Stamps         map[string]any
 	// ExtraHeaders holds every header Celery does not define (custom
-	// apply_async(headers=...) values, stamps, ...). They are written back by
+	// apply_async(headers=...) values, ...). They are written back by
 	// Encode and kept across retries.
 	ExtraHeaders map[string]any
 

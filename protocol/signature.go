@@ -260,6 +260,10 @@ func parseOptions(m map[string]any) (Options, error) {
 	return o, nil
 }
 
+// SetExtra sets an option Options has no field for (Celery 5.3+ stamps,
+// replaced_task_nesting, ...); Map writes it back.
+func (o *Options) SetExtra(k string, v any) { o.setExtra(k, v) }
+
 func (o *Options) setExtra(k string, v any) {
 	if o.Extra == nil {
 		o.Extra = map[string]any{}

@@ -135,7 +135,11 @@ func (c *Client) applyTask(ctx context.Context, sig protocol.Signature, args []a
 	if o.chord != nil {
 		msg.Chord = o.chord
 	}
-	msg.ReplacedTaskNesting = o.replacedTaskNesting
+	msg.StampedHeaders, msg.Stamps = stampsFromOptions(opts)
+	msg.ReplacedTaskNesting = nestingFromOptions(opts)
+	if o.replacedTaskNesting != 0 {
+		msg.ReplacedTaskNesting = o.replacedTaskNesting
+	}
 	if msg.ReplyTo == "" {
 		msg.ReplyTo = c.cfg.ReplyTo
 	}
@@ -165,6 +169,54 @@ func (c *Client) applyTask(ctx context.Context, sig protocol.Signature, args []a
 		return "", err
 	}
 	return msg.ID, nil
+}
+
+// stampsFromOptions returns the stamps a signature carries, as Celery 5.3+
+// keeps them in its options: "stamped_headers" lists the stamp names and
+// each stamp is an option of that name (canvas.py Signature.stamp). apply
+// sends them as the stamped_headers and stamps headers (amqp.py
+// as_task_v2), so every step of a stamped canvas is published with its
+// stamps, whoever publishes it. A signature without stamps gives nil, nil.
+func stampsFromOptions(opts protocol.Options) ([]string, map[string]any) {
+	raw, ok := opts.Extra["stamped_headers"]
+	if !ok || raw == nil {
+		return nil, nil
+	}
+	var names []string
+	switch raw := raw.(type) {
+	case string:
+		names = []string{raw}
+	case []any:
+		for _, n := range raw {
+			if n, ok := n.(string); ok {
+				names = append(names, n)
+			}
+		}
+	case []string:
+		names = append(names, raw...)
+	}
+	if names == nil {
+		names = []string{}
+	}
+	stamps := make(map[string]any, len(names))
+	for _, n := range names {
+		stamps[n] = opts.Extra[n]
+	}
+	return names, stamps
+}
+
+// nestingFromOptions reads the replaced_task_nesting option Celery 5.3+'s
+// Task.replace sets on a replacement and on every chain step after it.
+func nestingFromOptions(opts protocol.Options) int {
+	switch n := opts.Extra["replaced_task_nesting"].(type) {
+	case int64:
+		return int(n)
+	case int:
+		return n
+	case float64:
+		return int(n)
+	}
+	return 0
 }
 
 // applyChain applies a chain like Celery's chain.run/prepare_steps: nested

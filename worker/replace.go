@@ -113,13 +113,29 @@ func (t *Task) Replace(ctx context.Context, sig protocol.Signature) error {
 		sig = protocol.NewChain(steps...)
 	}
 
+	// Celery 5.3+ marks every step of a chain replacement, and every step
+	// left of the task's chain, with the new nesting, so the steps carry it
+	// when the next workers publish them.
+	nesting := t.Msg.ReplacedTaskNesting + 1
+	if isChain(sig) {
+		steps, err := sig.ChainTasks()
+		if err != nil {
+			return fmt.Errorf("worker: replace: %w", err)
+		}
+		for i := range steps {
+			steps[i] = steps[i].Clone()
+			steps[i].Options.SetExtra("replaced_task_nesting", int64(nesting))
+		}
+		sig.Kwargs["tasks"] = protocol.NewChain(steps...).Kwargs["tasks"]
+	}
+
 	o := applyOptions{
 		parentID:            t.Msg.ID,
 		rootID:              t.RootID(),
 		groupID:             t.Msg.Group,
 		groupIndex:          t.Msg.GroupIndex,
 		chord:               t.Msg.Chord,
-		replacedTaskNesting: t.Msg.ReplacedTaskNesting + 1,
+		replacedTaskNesting: nesting,
 	}
 	if _, err := t.server.client.apply(ctx, sig, nil, o); err != nil {
 		return fmt.Errorf("worker: replace %s: %w", t, err)

@@ -222,6 +222,9 @@ var controlCommands = map[string]controlCommand{
 	"pool_shrink":     (*Control).poolShrink,
 	"add_consumer":    (*Control).addConsumer,
 	"cancel_consumer": (*Control).cancelConsumer,
+
+	// Celery 5.3+.
+	"revoke_by_stamped_headers": (*Control).revokeByStampedHeaders,
 }
 
 // errNoReply is returned by commands that answer nothing, as Celery's
@@ -578,6 +581,116 @@ func (c *Control) revoke(args map[string]any) (any, error) {
 	default:
 		return okReply("terminate: " + strings.Join(terminated, ", ")), nil
 	}
+}
+
+// revokeByStampedHeaders is Celery 5.6's revoke_by_stamped_headers:
+// headers is a dict (stamp name -> value or list of values) or, from
+// "celery control revoke_by_stamped_headers k=v ...", a list of "k=v"
+// strings; terminate and signal as for revoke. It answers as Celery 5.6:
+//
+//	headers {'mystamp': 'v1'} flagged as revoked, but not terminated
+//	headers {'mystamp': 'v1'} were not terminated
+//	headers defaultdict(<class 'set'>, {'mystamp': {'v1'}}) revoked
+func (c *Control) revokeByStampedHeaders(args map[string]any) (any, error) {
+	headers, names, err := stampedHeadersArg(args["headers"])
+	if err != nil {
+		return nil, err
+	}
+	terminate, _ := args["terminate"].(bool)
+	signum, err := signalNumber(args["signal"])
+	if err != nil {
+		return nil, err
+	}
+	revoke := make(map[string][]any, len(headers))
+	for h, v := range headers {
+		if list, ok := v.([]any); ok {
+			revoke[h] = list
+		} else {
+			revoke[h] = []any{v}
+		}
+	}
+	terminated := c.srv.RevokeByStampedHeaders(revoke, terminate, signum)
+	c.log.WithFields(logrus.Fields{"headers": headers, "terminate": terminate}).Info("stamped headers flagged as revoked")
+	asked := orderedRepr(names, func(k string) string { return protocol.PythonRepr(headers[k]) })
+	switch {
+	case !terminate:
+		return okReply(fmt.Sprintf("headers %s flagged as revoked, but not terminated", asked)), nil
+	case len(terminated) == 0:
+		return okReply(fmt.Sprintf("headers %s were not terminated", asked)), nil
+	}
+	var done []string
+	for _, k := range names {
+		if _, ok := terminated[k]; ok {
+			done = append(done, k)
+		}
+	}
+	sets := orderedRepr(done, func(k string) string {
+		items := make([]string, len(terminated[k]))
+		for i, v := range terminated[k] {
+			items[i] = protocol.PythonRepr(v)
+		}
+		return "{" + strings.Join(items, ", ") + "}"
+	})
+	return okReply(fmt.Sprintf("headers defaultdict(<class 'set'>, %s) revoked", sets)), nil
+}
+
+// stampedHeadersArg reads revoke_by_stamped_headers' headers argument and
+// returns it with its keys in order (a dict's sorted, a list's as given).
+func stampedHeadersArg(v any) (map[string]any, []string, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		names := make([]string, 0, len(v))
+		for k := range v {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return v, names, nil
+	case []any:
+		headers := make(map[string]any, len(v))
+		var names []string
+		for _, x := range v {
+			s, ok := x.(string)
+			k, val, found := strings.Cut(s, "=")
+			if !ok || !found {
+				return nil, nil, &controlError{"IndexError", "list index out of range"}
+			}
+			// Celery keeps the text between the first and second "=".
+			val, _, _ = strings.Cut(val, "=")
+			if _, seen := headers[k]; !seen {
+				names = append(names, k)
+			}
+			headers[k] = val
+		}
+		return headers, names, nil
+	case nil:
+		return nil, nil, &controlError{"TypeError", "missing required argument: 'headers'"}
+	default:
+		return nil, nil, &controlError{"AttributeError", fmt.Sprintf("'%s' object has no attribute 'items'", pythonTypeName(v))}
+	}
+}
+
+// orderedRepr writes a Python dict repr of keys in order, each value by
+// value(k).
+func orderedRepr(keys []string, value func(string) string) string {
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = protocol.PythonRepr(k) + ": " + value(k)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func pythonTypeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "str"
+	case bool:
+		return "bool"
+	case int64, int:
+		return "int"
+	case float64:
+		return "float"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func (c *Control) terminate(args map[string]any) (any, error) {

@@ -104,6 +104,8 @@ type Server struct {
 	pool       atomic.Pointer[pool]       // while Run runs
 	queues     atomic.Pointer[queueSet]   // while Run runs
 	autoscaler atomic.Pointer[autoscaler] // while Run runs, with Config.Autoscale
+	// revokedStamps are the stamps revoked by revoke_by_stamped_headers.
+	revokedStamps revokedStamps
 
 	// ackLost holds the messages (id and retries) settled here whose
 	// acknowledgement was lost with the broker connection: when one comes
@@ -500,9 +502,14 @@ func (s *Server) expired(ctx context.Context, r *request) bool {
 // message acknowledged, as Celery does.
 func (s *Server) discardRevoked(ctx context.Context, r *request) bool {
 	if !s.isRevoked(r.msg.ID) {
-		return false
+		header, value, byStamp := s.revokedStamps.match(r.msg)
+		if !byStamp {
+			return false
+		}
+		r.log.WithField("revoked_by_header", map[string]any{header: value}).Info("discarding task revoked by stamped header; storing REVOKED")
+	} else {
+		r.log.Info("discarding revoked task; storing REVOKED")
 	}
-	r.log.Info("discarding revoked task; storing REVOKED")
 	exc := taskRevoked("revoked")
 	s.storeOutcome(ctx, r, protocol.ResultMeta{TaskID: r.msg.ID, Status: protocol.StateRevoked, Result: exc})
 	s.client.chordPartReturn(ctx, r.msg, protocol.StateRevoked, exc)

@@ -136,6 +136,9 @@ func (c *Client) applyTask(ctx context.Context, sig protocol.Signature, args []a
 		msg.Chord = o.chord
 	}
 	msg.StampedHeaders, msg.Stamps = stampsFromOptions(opts)
+	// apply_async(ignore_result=True) in a signature's options (send_task
+	// pops it into the ignore_result header).
+	msg.IgnoreResult, _ = opts.Extra["ignore_result"].(bool)
 	msg.ReplacedTaskNesting = nestingFromOptions(opts)
 	if o.replacedTaskNesting != 0 {
 		msg.ReplacedTaskNesting = o.replacedTaskNesting

@@ -138,3 +138,16 @@ func TestReplaceMarksChainSteps(t *testing.T) {
 		}
 	}
 }
+
+// TestIgnoreResultOption checks that a signature's ignore_result option
+// becomes the message's ignore_result header, as send_task does.
+func TestIgnoreResultOption(t *testing.T) {
+	t.Parallel()
+	w, c := startCanvasWorker(t)
+	s := sig("t.add", 1, 2)
+	s.Options.SetExtra("ignore_result", true)
+	id := apply(t, c, s)
+	if m := w.message(t, id); !m.IgnoreResult {
+		t.Errorf("ignore_result %v, want true", m.IgnoreResult)
+	}
+}

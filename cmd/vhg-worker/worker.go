@@ -27,6 +27,7 @@ import (
 type workerFlags struct {
 	broker             string
 	resultBackend      string
+	resultKeyPrefix    string
 	queues             string
 	excludeQueues      string
 	concurrency        int
@@ -65,6 +66,8 @@ func parseWorkerFlags(args []string) (workerFlags, error) {
 	fs.StringVar(&f.broker, "broker", envOr("CELERY_BROKER_URL", rabbitmq.DefaultURL), "same as -b")
 	fs.StringVar(&f.resultBackend, "result-backend", envOr("CELERY_RESULT_BACKEND", "amqp://"),
 		"result backend: redis://host:port/db, rpc://, amqp:// (legacy per-task queues on the broker), or disabled (env CELERY_RESULT_BACKEND)")
+	fs.StringVar(&f.resultKeyPrefix, "result-backend-key-prefix", envOr("CELERY_RESULT_BACKEND_KEY_PREFIX", ""),
+		"Redis result backend: Celery's result_backend_transport_options global_keyprefix, put before every key and channel (\"_\" is added unless it ends in :_-.) (env CELERY_RESULT_BACKEND_KEY_PREFIX)")
 	fs.StringVar(&f.queues, "Q", "celery", "comma-separated queues to consume")
 	fs.StringVar(&f.queues, "queues", "celery", "same as -Q")
 	fs.StringVar(&f.excludeQueues, "X", "", "comma-separated queues not to consume, taken out of -Q")
@@ -261,7 +264,7 @@ func runWorker(args []string) int {
 	}
 	defer broker.Close()
 
-	backend, closeBackend, err := openBackend(f.resultBackend, f.tls.backend, broker)
+	backend, closeBackend, err := openBackend(f.resultBackend, f.resultKeyPrefix, f.tls.backend, broker)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "vhg-worker: %v\n", err)
 		return 1
@@ -349,12 +352,16 @@ func runWorker(args []string) int {
 	return 0
 }
 
-// openBackend opens the result backend named by a Celery URL.
-func openBackend(raw string, tlsFiles worker.TLSFiles, broker *rabbitmq.Broker) (worker.Backend, func(), error) {
+// openBackend opens the result backend named by a Celery URL; keyPrefix is
+// the Redis backend's global_keyprefix and refused for the others.
+func openBackend(raw, keyPrefix string, tlsFiles worker.TLSFiles, broker *rabbitmq.Broker) (worker.Backend, func(), error) {
 	scheme, _, _ := strings.Cut(raw, "://")
+	if sc := strings.ToLower(scheme); keyPrefix != "" && sc != "redis" && sc != "rediss" {
+		return nil, nil, fmt.Errorf("--result-backend-key-prefix %q: only the redis:// (rediss://) result backend has a key prefix", keyPrefix)
+	}
 	switch strings.ToLower(scheme) {
 	case "redis", "rediss":
-		b, err := redis.New(context.Background(), redis.Config{URL: raw, TLS: tlsFiles})
+		b, err := redis.New(context.Background(), redis.Config{URL: raw, TLS: tlsFiles, KeyPrefix: keyPrefix})
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot reach the result backend: %w\n"+
 				"  start Redis (redis-server --daemonize yes) or choose another --result-backend", err)

@@ -38,7 +38,11 @@ type Config struct {
 	Expires time.Duration
 	// MaxIdle is the number of idle connections kept; zero means 8.
 	MaxIdle int
-	// KeyPrefix is Celery's global_keyprefix; empty means none.
+	// KeyPrefix is Celery's global_keyprefix (result_backend_transport_options
+	// = {"global_keyprefix": ...}): it is put before every key the backend
+	// reads or writes and every channel it publishes to, followed by "_"
+	// unless it ends in one of ":_-." (backends/base.py
+	// _add_global_keyprefix). Empty means none.
 	KeyPrefix string
 	// RetryFor is how long a write keeps retrying, with a jittered
 	// exponential backoff, while Redis cannot be reached (a restart, a
@@ -107,7 +111,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	b := &Backend{
 		expires:  int(cfg.Expires / time.Second),
-		prefix:   cfg.KeyPrefix,
+		prefix:   GlobalKeyPrefix(cfg.KeyPrefix),
 		retryFor: cfg.RetryFor,
 		log:      cfg.Log,
 		pool: &redis.Pool{
@@ -134,6 +138,16 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("redis: connect to %s: %w", redact(cfg.URL), err)
 	}
 	return b, nil
+}
+
+// GlobalKeyPrefix returns the key prefix Celery makes of a
+// global_keyprefix: as given if empty or ending in one of ":_-.", else
+// with "_" after it ("tenant1" -> "tenant1_celery-task-meta-<id>").
+func GlobalKeyPrefix(p string) string {
+	if p == "" || strings.ContainsAny(p[len(p)-1:], ":_-.") {
+		return p
+	}
+	return p + "_"
 }
 
 func redact(raw string) string {

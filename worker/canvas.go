@@ -497,6 +497,16 @@ func (c *Client) applyChord(ctx context.Context, sig protocol.Signature, args []
 			header[i].Options.LinkError = append(header[i].Options.LinkError, sig.Options.LinkError...)
 		}
 	}
+	// Celery 5.6 freezes the body with the header's group id
+	// (body.freeze(task_id, group_id=group_id)), so a task body is
+	// published with the group header set; 5.2 left it out.
+	groupID := chordGroupID(sig)
+	if groupID == "" {
+		groupID = NewTaskID()
+	}
+	if body.Options.GroupID == "" && !isChain(body) && !isGroup(body) && !isChord(body) {
+		body.Options.GroupID = groupID
+	}
 	freezeChainIDs(&body, rootID)
 	if len(header) == 0 {
 		_, err := c.apply(ctx, body, []any{[]any{}}, applyOptions{parentID: o.parentID, rootID: rootID})
@@ -506,7 +516,7 @@ func (c *Client) applyChord(ctx context.Context, sig protocol.Signature, args []
 		return lastTaskID(body), nil
 	}
 	groupSig := protocol.NewGroup(header...)
-	groupSig.Options.TaskID = chordGroupID(sig)
+	groupSig.Options.TaskID = groupID
 	_, err = c.applyGroup(ctx, groupSig, sig.Args, applyOptions{parentID: o.parentID, rootID: rootID}, &body)
 	if err != nil {
 		return "", err

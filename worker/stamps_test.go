@@ -151,3 +151,27 @@ func TestIgnoreResultOption(t *testing.T) {
 		t.Errorf("ignore_result %v, want true", m.IgnoreResult)
 	}
 }
+
+// TestChordBodyGroupID checks Celery 5.6's chord: the body is frozen with
+// the header's group id, so the body task is published with header group
+// set to it (chord_body_dispatch_by_worker capture), also when the header
+// is empty.
+func TestChordBodyGroupID(t *testing.T) {
+	t.Parallel()
+	w, c := startCanvasWorker(t)
+	apply(t, c, protocol.NewChord([]protocol.Signature{sig("t.add", 1, 1), sig("t.add", 2, 2)}, withID(sig("t.tsum"), "body-1")))
+	w.success(t, "body-1", 6)
+	members := w.publishedTask(t, "t.add")
+	if len(members) != 2 || members[0].Group == "" {
+		t.Fatalf("header messages %v", members)
+	}
+	if body := w.message(t, "body-1"); body.Group != members[0].Group || body.GroupIndex != nil {
+		t.Errorf("body group %q index %v, want the header's group %q and no index", body.Group, body.GroupIndex, members[0].Group)
+	}
+
+	apply(t, c, protocol.NewChord(nil, withID(sig("t.tsum"), "body-2")))
+	w.success(t, "body-2", 0)
+	if body := w.message(t, "body-2"); body.Group == "" {
+		t.Error("body of an empty chord published without a group id")
+	}
+}

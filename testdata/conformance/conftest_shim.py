@@ -20,7 +20,7 @@ _CONFORMANCE_NODE = _conformance_os.environ.get('CONFORMANCE_NODE', '')
 
 @_conformance_pytest.fixture(scope='session')
 def celery_config():
-    return {
+    config = {
         'broker_url': TEST_BROKER,
         'result_backend': TEST_BACKEND,
         'task_default_queue': _CONFORMANCE_QUEUE,
@@ -30,6 +30,10 @@ def celery_config():
         'cassandra_read_consistency': 'ONE',
         'cassandra_write_consistency': 'ONE'
     }
+    # The 5.6 suite's own celery_config adds result_extended.
+    if _conformance_os.environ.get('CONFORMANCE_CELERY_VERSION', '').startswith('5.6'):
+        config['result_extended'] = True
+    return config
 
 
 @_conformance_pytest.fixture(scope='session')

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs Celery's own canvas integration suite (t/integration/test_canvas.py
-# of a celery v5.2.6 checkout) against the suite's embedded Python worker
+# of a celery v5.2.6 or v5.6.x checkout) against the suite's embedded Python worker
 # (the baseline) and against the Go worker cmd/celery-conformance-worker,
 # then prints the counts side by side and every test whose outcome differs.
 #
 #   testdata/conformance/run.sh CELERY_SRC [both|python|go] [PYTEST_ARGS...]
 #
-# CELERY_SRC is a checkout (or `git archive`) of celery at tag v5.2.6. The
-# checkout is not modified: t/integration is copied to a work directory and
+# CELERY_SRC is a checkout (or `git archive`) of celery at tag v5.2.6 or
+# v5.6.x; PYTHON must import the same celery version (Debian's python3 has
+# 5.2.6; for 5.6.x point PYTHONPATH at checkouts of celery, kombu, py-amqp,
+# billiard, vine and redis-py). The checkout is not modified: t/integration is copied to a work directory and
 # testdata/conformance/conftest_shim.py is appended to the copy's conftest.py.
 # Each run gets its own queue. pytest-rerunfailures is disabled (a failing
 # test would otherwise run six times); RERUNS=1 keeps the suite's reruns.
@@ -24,7 +26,7 @@ die() { echo "conformance: $*" >&2; exit 2; }
 
 src=${1:-}
 [ -n "$src" ] || die "usage: $0 CELERY_SRC [both|python|go] [PYTEST_ARGS...]
-  CELERY_SRC is a celery v5.2.6 checkout, e.g.
+  CELERY_SRC is a celery v5.2.6 or v5.6.x checkout, e.g.
   git -C /path/to/celery.git worktree add /tmp/celery-5.2.6 v5.2.6"
 shift
 which=${1:-both}
@@ -35,14 +37,21 @@ suite="$src/t/integration"
 [ -f "$suite/test_canvas.py" ] && [ -f "$suite/tasks.py" ] && [ -f "$suite/conftest.py" ] ||
   die "$src is not a celery checkout: $suite/test_canvas.py, tasks.py or conftest.py is missing"
 version=$(sed -n "s/^__version__ = '\(.*\)'/\1/p" "$src/celery/__init__.py" 2>/dev/null || true)
-[ "$version" = "5.2.6" ] || die "$src is celery '$version', not 5.2.6: check out tag v5.2.6"
+case "$version" in
+  5.2.6|5.6.*) ;;
+  *) die "$src is celery '$version', not 5.2.6 or 5.6.x: check out tag v5.2.6 or v5.6.3" ;;
+esac
 
 PYTHON=${PYTHON:-/usr/bin/python3}
 installed=$("$PYTHON" -c 'import celery; print(celery.__version__)' 2>/dev/null) ||
-  die "$PYTHON cannot import celery (apt-get install python3-celery python3-redis)"
-[ "$installed" = "5.2.6" ] || die "$PYTHON has celery $installed, the suite is for 5.2.6"
+  die "$PYTHON cannot import celery (apt-get install python3-celery python3-redis, or PYTHONPATH for 5.6.x)"
+[ "$installed" = "$version" ] || die "$PYTHON has celery $installed, the suite is for $version (set PYTHON and PYTHONPATH)"
 "$PYTHON" -c 'import pytest, pytest_subtests, pytest_timeout, redis' 2>/dev/null ||
   die "missing Python test packages: apt-get install python3-pytest python3-pytest-subtests python3-pytest-timeout python3-redis"
+case "$version" in
+  5.6.*) "$PYTHON" -c 'import pydantic' 2>/dev/null || die "the $version suite's tasks need pydantic: apt-get install python3-pydantic" ;;
+esac
+export CONFORMANCE_CELERY_VERSION=$version
 
 export TEST_BROKER=${TEST_BROKER:-pyamqp://guest:guest@127.0.0.1:5672//}
 export TEST_BACKEND=${TEST_BACKEND:-redis://127.0.0.1:6379/0}

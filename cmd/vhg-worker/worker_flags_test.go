@@ -44,3 +44,24 @@ func TestWorkerFlagsQueueAndExchangeType(t *testing.T) {
 		}
 	}
 }
+
+func TestWorkerFlagsResultBackendKeyPrefix(t *testing.T) {
+	t.Setenv("CELERY_RESULT_BACKEND_KEY_PREFIX", "")
+	f, err := parseWorkerFlags([]string{"--result-backend-key-prefix", "tenant1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.resultKeyPrefix != "tenant1" {
+		t.Errorf("flag: %q", f.resultKeyPrefix)
+	}
+	t.Setenv("CELERY_RESULT_BACKEND_KEY_PREFIX", "tenant2:")
+	if f, err = parseWorkerFlags(nil); err != nil || f.resultKeyPrefix != "tenant2:" {
+		t.Errorf("environment: %q, %v", f.resultKeyPrefix, err)
+	}
+	// Only the Redis backend has keys to prefix; no connection is tried.
+	for _, url := range []string{"rpc://", "amqp://", "disabled"} {
+		if _, _, err := openBackend(url, "tenant1", nil); err == nil || !strings.Contains(err.Error(), "--result-backend-key-prefix") {
+			t.Errorf("%s with a key prefix: err = %v, want a refusal naming the flag", url, err)
+		}
+	}
+}

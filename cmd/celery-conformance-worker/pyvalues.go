@@ -62,6 +62,27 @@ func pyAdd(a, b any) (any, error) {
 	return nil, worker.NewTaskError("TypeError", "unsupported operand type(s) for +: '%s' and '%s'", pyTypeName(a), pyTypeName(b))
 }
 
+// pyMul is Python's a * b on numbers.
+func pyMul(a, b any) (any, error) {
+	switch x := a.(type) {
+	case int64:
+		switch y := b.(type) {
+		case int64:
+			return x * y, nil
+		case float64:
+			return float64(x) * y, nil
+		}
+	case float64:
+		switch y := b.(type) {
+		case int64:
+			return x * float64(y), nil
+		case float64:
+			return x * y, nil
+		}
+	}
+	return nil, worker.NewTaskError("TypeError", "unsupported operand type(s) for *: '%s' and '%s'", pyTypeName(a), pyTypeName(b))
+}
+
 // pySum is Python's sum(iterable): 0 plus every item.
 func pySum(v any) (any, error) {
 	items, ok := v.([]any)

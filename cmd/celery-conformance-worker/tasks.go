@@ -27,7 +27,8 @@ type suiteTasks struct {
 	attempts atomic.Int64
 }
 
-// register registers every task of t/integration/tasks.py (v5.2.6), plus
+// register registers every task of t/integration/tasks.py (v5.2.6), the
+// v5.6 suite's mul, xsum, redis_echo_group_id and replaced_with_me, plus
 // celery.ping, which the suite's worker fixture uses.
 func (s *suiteTasks) register(mux *worker.ServeMux) {
 	handle := func(name string, f worker.HandlerFunc, opts ...worker.TaskOption) {
@@ -75,6 +76,11 @@ func (s *suiteTasks) register(mux *worker.ServeMux) {
 	handle("errback_old_style", s.errbackOldStyle)
 	mux.HandleErrback(prefix+"errback_new_style", s.errbackNewStyle)
 	mux.Handle("auto_retry_class_task", worker.HandlerFunc(s.autoRetryClassTask), worker.MaxRetries(1))
+	// Celery 5.6's suite.
+	handle("mul", s.mul)
+	handle("xsum", s.xsum)
+	handle("redis_echo_group_id", s.redisEchoGroupID)
+	handle("replaced_with_me", func(context.Context, *worker.Task) (any, error) { return true, nil })
 	mux.HandleFunc("celery.ping", func(context.Context, *worker.Task) (any, error) { return "pong", nil })
 }
 
@@ -214,6 +220,37 @@ func (s *suiteTasks) tsum(_ context.Context, t *worker.Task) (any, error) {
 		return nil, err
 	}
 	return pySum(b.named["nums"])
+}
+
+// mul is x * y on numbers.
+func (s *suiteTasks) mul(_ context.Context, t *worker.Task) (any, error) {
+	b, err := pyParams{fn: "mul", names: []string{"x", "y"}, required: 2}.bind(t)
+	if err != nil {
+		return nil, err
+	}
+	return pyMul(b.named["x"], b.named["y"])
+}
+
+// xsum is sum(sum(num) if iterable else num for num in nums).
+func (s *suiteTasks) xsum(_ context.Context, t *worker.Task) (any, error) {
+	b, err := pyParams{fn: "xsum", names: []string{"nums"}, required: 1}.bind(t)
+	if err != nil {
+		return nil, err
+	}
+	nums, ok := b.named["nums"].([]any)
+	if !ok {
+		return nil, worker.NewTaskError("TypeError", "'%s' object is not iterable", pyTypeName(b.named["nums"]))
+	}
+	flat := make([]any, len(nums))
+	for i, n := range nums {
+		flat[i] = n
+		if list, ok := n.([]any); ok {
+			if flat[i], err = pySum(list); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return pySum(flat)
 }
 
 func (s *suiteTasks) addReplaced(ctx context.Context, t *worker.Task) (any, error) {
@@ -457,6 +494,25 @@ func (s *suiteTasks) redisEcho(ctx context.Context, t *worker.Task) (any, error)
 		return nil, err
 	}
 	return nil, s.rpush(ctx, key, b.named["message"])
+}
+
+// redisEchoGroupID appends the task's group id to a Redis list.
+func (s *suiteTasks) redisEchoGroupID(ctx context.Context, t *worker.Task) (any, error) {
+	b, err := pyParams{fn: "redis_echo_group_id", names: []string{"_", "redis_key"}, required: 1,
+		defaults: map[string]any{"redis_key": "redis-group-ids"}}.bind(t)
+	if err != nil {
+		return nil, err
+	}
+	key, err := redisValue(b.named["redis_key"])
+	if err != nil {
+		return nil, err
+	}
+	if t.Msg.Group == "" {
+		// redis-py refuses None.
+		return nil, &worker.TaskError{Module: "redis.exceptions", Type: "DataError",
+			Args: []any{"Invalid input of type: 'NoneType'. Convert to a bytes, string, int or float first."}}
+	}
+	return nil, s.rpush(ctx, key, t.Msg.Group)
 }
 
 func (s *suiteTasks) redisCount(ctx context.Context, t *worker.Task) (any, error) {

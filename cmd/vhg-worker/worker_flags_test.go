@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/vhg/vhg-worker/worker"
 )
 
 func TestWorkerFlagsQueueAndExchangeType(t *testing.T) {
@@ -60,7 +62,7 @@ func TestWorkerFlagsResultBackendKeyPrefix(t *testing.T) {
 	}
 	// Only the Redis backend has keys to prefix; no connection is tried.
 	for _, url := range []string{"rpc://", "amqp://", "disabled"} {
-		if _, _, err := openBackend(url, "tenant1", nil); err == nil || !strings.Contains(err.Error(), "--result-backend-key-prefix") {
+		if _, _, err := openBackend(url, "tenant1", worker.TLSFiles{}, nil); err == nil || !strings.Contains(err.Error(), "--result-backend-key-prefix") {
 			t.Errorf("%s with a key prefix: err = %v, want a refusal naming the flag", url, err)
 		}
 	}
